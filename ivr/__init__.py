@@ -1,0 +1,1 @@
+"""Call control: engine, config, flows, queues, CLI."""

@@ -1,0 +1,1 @@
+"""asyncio adapters for the media plane: shared media clock and RTP endpoints."""

@@ -1,0 +1,1 @@
+"""asyncio adapters for the sans-IO SIP core: UDP/TCP transports and the endpoint driver."""
