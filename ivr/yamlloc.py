@@ -630,4 +630,4 @@ def resolve_path(value: str | os.PathLike[str], base_dir: Path | None) -> Path:
     path = Path(value).expanduser()
     if base_dir is not None and not path.is_absolute():
         path = base_dir / path
-    return path
+    return Path(os.path.normpath(path))
