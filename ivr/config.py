@@ -258,7 +258,7 @@ class SipLimits(_Model):
 
 
 class SipSettings(_Model):
-    listen: tuple[Listener, ...] = Field(default_factory=_default_listeners, min_length=1)
+    listen: tuple[Listener, ...] = Field(default_factory=_default_listeners)
     domain: Annotated[str, AfterValidator(_hostname)] | None = None
     public_address: IP | None = None
     user_agent: HeaderText = "switchhook/0.1"
@@ -266,24 +266,39 @@ class SipSettings(_Model):
     limits: SipLimits = Field(default_factory=SipLimits)
     max_calls: int = Field(0, ge=0)
 
-    @model_validator(mode="after")
-    def _unique_listeners(self) -> Self:
-        seen: set[tuple[str, IPAddress, int]] = set()
+    @field_validator("listen", mode="wrap")
+    @classmethod
+    def _listeners(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> tuple[Listener, ...]:
+        # Not Field(min_length=1): pydantic would also report a list whose items failed
+        # as "too short", a confusing second message for one problem.
+        if isinstance(value, list | tuple) and not value:
+            raise ValueError("needs at least one listener")
+        # Duplicates are found among the listeners that are valid on their own, so they are
+        # reported even when another listener has problems of its own.
         problems: list[tuple[DocPath, str]] = []
-        for index, listener in enumerate(self.listen):
-            key = (listener.transport, listener.host, listener.port)
-            if key in seen:
-                problems.append(
-                    (
-                        ("listen", index),
-                        f"duplicate listener {listener.transport} "
-                        f"{_format_host_port(listener.host, listener.port)}",
-                    )
-                )
-            seen.add(key)
+        if isinstance(value, list | tuple):
+            seen: set[tuple[str, IPAddress, int]] = set()
+            for index, item in enumerate(value):
+                try:
+                    listener = Listener.model_validate(item, context=info.context)
+                except ValidationError:
+                    continue
+                key = (listener.transport, listener.host, listener.port)
+                if key in seen:
+                    where = _format_host_port(listener.host, listener.port)
+                    problems.append(((index,), f"duplicate listener {listener.transport} {where}"))
+                seen.add(key)
+        try:
+            result: tuple[Listener, ...] = handler(value)
+        except ValidationError as exc:
+            if problems:
+                raise merge_errors(exc, located_error(*problems)) from None
+            raise
         if problems:
             raise located_error(*problems)
-        return self
+        return result
 
     @property
     def advertised_address(self) -> IPAddress:
@@ -299,6 +314,13 @@ def _format_host_port(host: IPAddress, port: int) -> str:
 # media
 
 
+def _even_port(value: int) -> int:
+    # RFC 3550 §11: RTP on an even port, RTCP on the next (odd) one.
+    if value % 2:
+        raise ValueError(f"must be even (RTP uses even ports; got {value})")
+    return value
+
+
 class TtsSettings(_Model):
     voice: str | None = None
     rate: int | None = Field(None, ge=40, le=600, description="words per minute")
@@ -307,7 +329,7 @@ class TtsSettings(_Model):
 
 class MediaSettings(_Model):
     address: IP | None = None
-    rtp_port_min: Port = 20000
+    rtp_port_min: Annotated[Port, AfterValidator(_even_port)] = 20000
     rtp_port_max: Port = 30000
     codecs: tuple[Literal["PCMU", "PCMA"], ...] = Field(("PCMU", "PCMA"), min_length=1)
     dtmf_payload_type: int = Field(101, ge=96, le=127)
@@ -323,7 +345,6 @@ class MediaSettings(_Model):
 
     @model_validator(mode="after")
     def _port_range(self) -> Self:
-        # RFC 3550 §11: RTP on an even port, RTCP on the next (odd) one.
         problems: list[tuple[DocPath, str]] = []
         if self.rtp_port_min > self.rtp_port_max:
             problems.append(
@@ -333,18 +354,10 @@ class MediaSettings(_Model):
                     f"rtp_port_max ({self.rtp_port_max}); the range is inverted",
                 )
             )
-        else:
-            if self.rtp_port_min % 2:
-                problems.append(
-                    (
-                        ("rtp_port_min",),
-                        f"must be even (RTP uses even ports; got {self.rtp_port_min})",
-                    )
-                )
-            elif self.rtp_port_max + 1 > 65535:
-                problems.append(
-                    (("rtp_port_max",), "must leave room for RTCP on the next port (max 65534)")
-                )
+        elif self.rtp_port_max == 65535:
+            problems.append(
+                (("rtp_port_max",), "must leave room for RTCP on the next port (max 65534)")
+            )
         if problems:
             raise located_error(*problems)
         return self

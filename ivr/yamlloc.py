@@ -606,8 +606,8 @@ def _clean_message(entry: Mapping[str, Any]) -> str:
         return "must not be empty"
     if msg.startswith("Input should be "):
         msg = "must be " + msg[len("Input should be ") :]
-    if isinstance(value, _GOT_TYPES):
-        msg += f" (got {_describe(value)})"
+        if isinstance(value, _GOT_TYPES):
+            msg += f" (got {_describe(value)})"
     return msg
 
 
