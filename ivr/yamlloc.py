@@ -334,7 +334,12 @@ def load_yaml(path: str | os.PathLike[str], *, max_bytes: int = MAX_FILE_BYTES) 
         line, column = _line_column(good, len(good))
         _fail(file, f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})", line, column)
 
-    loader = _Loader(text)
+    try:
+        # The reader checks for unprintable characters as soon as it is constructed.
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        line, column = _line_column(text, exc.position)
+        _fail(file, f"character {exc.character:#x} is not allowed in YAML", line, column)
     loader.name = file
     try:
         try:
