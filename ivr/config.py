@@ -175,6 +175,21 @@ def _host_port(value: str) -> str:
     return value
 
 
+def _non_empty(value: tuple[Any, ...]) -> tuple[Any, ...]:
+    # Not Field(min_length=1) on containers: pydantic also reports a list whose items
+    # failed as "too short", a confusing second message for one problem.
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _section() -> Any:
+    # A section's default is an empty mapping validated like a written one, so defaults
+    # inside it see the validation context (relative paths resolve against the config
+    # file's directory even when the section is absent).
+    return Field(default_factory=dict, validate_default=True)
+
+
 IP = Annotated[IPAddress, BeforeValidator(_parse_ip)]
 CIDR = Annotated[IPNetwork, BeforeValidator(_parse_cidr)]
 ConfigPath = Annotated[Path, AfterValidator(_resolve)]
@@ -262,8 +277,8 @@ class SipSettings(_Model):
     domain: Annotated[str, AfterValidator(_hostname)] | None = None
     public_address: IP | None = None
     user_agent: HeaderText = "switchhook/0.1"
-    timers: SipTimers = Field(default_factory=SipTimers)
-    limits: SipLimits = Field(default_factory=SipLimits)
+    timers: SipTimers = _section()
+    limits: SipLimits = _section()
     max_calls: int = Field(0, ge=0)
 
     @field_validator("listen", mode="wrap")
@@ -271,8 +286,7 @@ class SipSettings(_Model):
     def _listeners(
         cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
     ) -> tuple[Listener, ...]:
-        # Not Field(min_length=1): pydantic would also report a list whose items failed
-        # as "too short", a confusing second message for one problem.
+        # Not Field(min_length=1): see _non_empty().
         if isinstance(value, list | tuple) and not value:
             raise ValueError("needs at least one listener")
         # Duplicates are found among the listeners that are valid on their own, so they are
@@ -331,9 +345,12 @@ class MediaSettings(_Model):
     address: IP | None = None
     rtp_port_min: Annotated[Port, AfterValidator(_even_port)] = 20000
     rtp_port_max: Port = 30000
-    codecs: tuple[Literal["PCMU", "PCMA"], ...] = Field(("PCMU", "PCMA"), min_length=1)
+    codecs: Annotated[tuple[Literal["PCMU", "PCMA"], ...], AfterValidator(_non_empty)] = (
+        "PCMU",
+        "PCMA",
+    )
     dtmf_payload_type: int = Field(101, ge=96, le=127)
-    tts: TtsSettings = Field(default_factory=TtsSettings)
+    tts: TtsSettings = _section()
     prompts_dir: ConfigPath = Field(Path("prompts"), validate_default=True)
 
     @field_validator("codecs")
@@ -388,7 +405,7 @@ class DigestAuth(_Model):
     password: SecretStr | None = None
     ha1: SecretStr | None = None
     realm: HeaderText = "switchhook"
-    algorithms: tuple[Algorithm, ...] = Field(("SHA-256", "MD5"), min_length=1)
+    algorithms: Annotated[tuple[Algorithm, ...], AfterValidator(_non_empty)] = ("SHA-256", "MD5")
 
     @model_validator(mode="before")
     @classmethod
@@ -518,13 +535,13 @@ class AdminSettings(_Model):
 class Settings(_Model):
     """Everything ``config/switchhook.yaml`` can say; frozen, every section defaulted."""
 
-    sip: SipSettings = Field(default_factory=SipSettings)
-    media: MediaSettings = Field(default_factory=MediaSettings)
+    sip: SipSettings = _section()
+    media: MediaSettings = _section()
     trunks: tuple[Trunk, ...] = ()
-    default_call: DefaultCallSettings = Field(default_factory=DefaultCallSettings)
-    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
-    logging: LoggingSettings = Field(default_factory=LoggingSettings)
-    admin: AdminSettings = Field(default_factory=AdminSettings)
+    default_call: DefaultCallSettings = _section()
+    shutdown: ShutdownSettings = _section()
+    logging: LoggingSettings = _section()
+    admin: AdminSettings = _section()
 
     @field_validator("trunks", mode="wrap")
     @classmethod
