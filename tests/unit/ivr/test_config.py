@@ -99,8 +99,16 @@ def test_several_problems_are_all_reported(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ConfigError) as exc:
         load_settings("several-problems.yaml")
     paths = [p.path for p in exc.value.problems]
-    for section in ("sip.listen", "sip.timers", "media", "trunks", "default_call", "shutdown",
-                    "logging", "admin"):
+    for section in (
+        "sip.listen",
+        "sip.timers",
+        "media",
+        "trunks",
+        "default_call",
+        "shutdown",
+        "logging",
+        "admin",
+    ):
         assert any(path.startswith(section) for path in paths), section
     lines = [p.line for p in exc.value.problems]
     assert lines == sorted(lines)
