@@ -18,7 +18,7 @@ import types
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Any, NoReturn, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -304,7 +304,7 @@ def _line_column(text: str, index: int) -> tuple[int, int]:
     return line, index - (before.rfind("\n") + 1) + 1
 
 
-def _fail(file: str, message: str, line: int | None = None, column: int | None = None) -> None:
+def _fail(file: str, message: str, line: int | None = None, column: int | None = None) -> NoReturn:
     raise ConfigError([Problem(file=file, line=line, column=column, path="", message=message)])
 
 
