@@ -505,6 +505,8 @@ class DefaultCallSettings(_Model):
         "Welcome to switchhook. Please press a digit."
     )
     digit_timeout_seconds: float = Field(10, gt=0, le=300)
+    # Ring (180) this long before answering; 0 answers at once.
+    answer_after_ms: int = Field(0, ge=0, le=60000)
     goodbye_text: Annotated[str, Field(min_length=1), AfterValidator(_digit_template)] = (
         "You pressed {digit}. Goodbye."
     )

@@ -1,0 +1,452 @@
+"""The engine: wires the SIP endpoint, trunk admission, the media plane and call behaviour.
+
+One :class:`Engine` per process. SIP events arrive synchronously from
+:class:`sipstack.aio.endpoint.SipEndpoint`; each admitted call gets a :class:`Call` whose
+behaviour runs as an asyncio task (media itself is driven by the one shared media clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from media.aio.clock import MediaClock
+from media.aio.rtp import PortAllocator, RtpEndpoint
+from media.errors import MediaError, PortsExhausted
+from media.prompts import Prompt, PromptCache
+from sipstack import sdp
+from sipstack import ua as sip
+from sipstack.aio.endpoint import SipEndpoint
+from sipstack.message import Limits, Request
+from sipstack.timers import TimerSettings
+from sipstack.transaction import Flow
+
+from .admission import Admitted, Challenge, Forbidden, TrunkAdmission
+from .config import Settings
+
+log = structlog.get_logger("switchhook.engine")
+
+
+class CallState(enum.Enum):
+    SETTING_UP = "setting-up"
+    ANSWERED = "answered"
+    ENDED = "ended"
+
+
+@dataclass(eq=False)
+class Call:
+    """One inbound call: its SIP leg, RTP endpoint and running behaviour."""
+
+    engine: Engine
+    leg_id: int
+    call_id: str
+    caller: str
+    called: str
+    trunk: str
+    flow: Flow
+    started_at: float
+    state: CallState = CallState.SETTING_UP
+    rtp: RtpEndpoint | None = None
+    task: asyncio.Task[None] | None = None
+    session_version: int = 1
+    session_id: int = 0
+    negotiated: sdp.NegotiationResult | None = None
+    digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    end_reason: str = ""
+
+    @property
+    def log(self) -> structlog.stdlib.BoundLogger:
+        return log.bind(call_id=self.call_id, leg=self.leg_id)
+
+    # ---- behaviour API (what a flow runtime uses) -------------------------------------------
+
+    async def play(self, prompt: Prompt) -> None:
+        """Play ``prompt`` to the caller and return when it has been sent (or the call ended)."""
+        if self.rtp is None or self.state is not CallState.ANSWERED:
+            return
+        done = asyncio.get_running_loop().create_future()
+
+        def finished() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.rtp.play(prompt, on_done=finished)
+        ended = asyncio.ensure_future(self.ended.wait())
+        try:
+            await asyncio.wait({done, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not done.done() and self.rtp is not None:
+                self.rtp.stop_playback()
+
+    async def collect_digit(self, timeout: float) -> str | None:
+        """Wait for one DTMF digit (RFC 4733 or SIP INFO) for up to ``timeout`` seconds."""
+        if not self.digits.empty():
+            return self.digits.get_nowait()
+        getter = asyncio.ensure_future(self.digits.get())
+        ended = asyncio.ensure_future(self.ended.wait())
+        try:
+            done, _ = await asyncio.wait({getter, ended}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        return None
+
+    def hangup(self, reason: str = "normal clearing") -> None:
+        self.engine.hangup(self, reason)
+
+
+Behaviour = Callable[[Call], Awaitable[None]]
+
+
+class Engine:
+    def __init__(self, settings: Settings, *, behaviour: Behaviour | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.rng = rng or random.Random(secrets.randbits(64))
+        self.behaviour = behaviour or default_behaviour
+        sip_settings = settings.sip
+        timers = TimerSettings(sip_settings.timers.t1_ms / 1000, sip_settings.timers.t2_ms / 1000,
+                               sip_settings.timers.t4_ms / 1000)
+        limits = Limits(sip_settings.limits.max_message_bytes, sip_settings.limits.max_headers,
+                        sip_settings.limits.max_line_bytes)
+        self.limits = limits
+        advertised = sip_settings.public_address
+        self.ua = sip.UserAgent(
+            rng=self.rng, timers=timers, limits=limits,
+            settings=sip.UaSettings(user_agent=sip_settings.user_agent,
+                                    advertised_host=str(advertised) if advertised else None))
+        self.admission = TrunkAdmission(settings.trunks, secret=secrets.token_bytes(32))
+        self.prompts = PromptCache(settings.media.tts.cache_dir)
+        self.calls: dict[int, Call] = {}
+        self.accepting = True
+        self.endpoint: SipEndpoint | None = None
+        self.clock: MediaClock | None = None
+        self.ports: PortAllocator | None = None
+        self.listening: list[tuple[str, str, int]] = []
+        self.stats = {"calls_total": 0, "calls_rejected": 0, "calls_answered": 0}
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.endpoint = SipEndpoint(self.ua, self._on_sip_event, loop=loop, limits=self.limits)
+        media = self.settings.media
+        self.clock = MediaClock(loop)
+        self.ports = PortAllocator(str(self.settings.media_address), media.rtp_port_min,
+                                   media.rtp_port_max)
+        for listener in self.settings.sip.listen:
+            host, port = str(listener.host), listener.port
+            if listener.transport == "udp":
+                local = await self.endpoint.listen_udp(host, port)
+            elif listener.transport == "tcp":
+                local = await self.endpoint.listen_tcp(host, port)
+            else:
+                log.warning("tls listener configured but TLS is not implemented yet; skipped",
+                            host=host, port=port)
+                continue
+            self.listening.append((listener.transport, local[0], local[1]))
+            log.info("listening", transport=listener.transport, host=local[0], port=local[1])
+        await self._prewarm()
+
+    async def _prewarm(self) -> None:
+        """Render the default behaviour's TTS once before the first call needs it."""
+        texts = [self.settings.default_call.welcome_text, self.settings.default_call.no_input_text]
+        texts += [self.settings.default_call.goodbye_text.format(digit=d)
+                  for d in "0123456789*#"]
+        loop = asyncio.get_running_loop()
+        for text in texts:
+            try:
+                await loop.run_in_executor(None, self._tts_sync, text)
+            except MediaError as exc:
+                log.error("TTS prompt could not be rendered", text=text, error=str(exc))
+
+    def _tts_sync(self, text: str) -> Prompt:
+        tts = self.settings.media.tts
+        return self.prompts.tts(text, voice=tts.voice, rate=tts.rate)
+
+    async def tts(self, text: str) -> Prompt:
+        return await asyncio.get_running_loop().run_in_executor(None, self._tts_sync, text)
+
+    async def shutdown(self) -> None:
+        """Stop admitting calls; drain or hang up active ones within the grace period."""
+        self.accepting = False
+        cfg = self.settings.shutdown
+        log.info("shutting down", active_calls=len(self.calls), mode=cfg.mode,
+                 grace_seconds=cfg.grace_seconds)
+        if cfg.mode == "drain" and self.calls:
+            waiters = [c.ended.wait() for c in self.calls.values()]
+            try:
+                await asyncio.wait_for(asyncio.gather(*waiters), cfg.grace_seconds)
+            except TimeoutError:
+                log.info("grace period over; hanging up", remaining=len(self.calls))
+        for call in list(self.calls.values()):
+            self.hangup(call, "shutdown")
+        # Give BYEs a moment to be answered (bounded: Timer F would otherwise take 32 s).
+        deadline = asyncio.get_running_loop().time() + 2.0
+        while self.ua.leg_count and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        if self.endpoint is not None:
+            await self.endpoint.close()
+        log.info("stopped")
+
+    # ---- SIP events -------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _on_sip_event(self, event: sip.Event) -> None:
+        if isinstance(event, sip.InviteReceived):
+            self._on_invite(event)
+        elif isinstance(event, sip.RequestReceived):
+            self._on_request(event)
+        elif isinstance(event, sip.CallEstablished):
+            call = self.calls.get(event.leg_id)
+            if call is not None:
+                call.log.info("call confirmed (ACK)")
+        elif isinstance(event, sip.InviteCancelled):
+            self._ended(event.leg_id, "cancelled")
+        elif isinstance(event, sip.CallTerminated):
+            self._ended(event.leg_id, f"{event.ended_by.value}: {event.reason}")
+        elif isinstance(event, sip.ReinviteReceived):
+            self._on_reinvite(event)
+        elif isinstance(event, sip.InDialogRequestReceived):
+            self._on_in_dialog(event)
+        elif isinstance(event, sip.MessageRejected):
+            log.warning("malformed SIP message", remote=event.flow.remote,
+                        transport=event.flow.transport, error=event.error,
+                        status=event.status_code, answered=event.answered)
+
+    def _on_request(self, event: sip.RequestReceived) -> None:
+        request = event.request
+        now = self._now()
+        if request.method == "OPTIONS":
+            # §11.2: capabilities. Answered to anyone: carriers ping before they route.
+            self.ua.respond(event.transaction_id, 200, now, headers=self.ua.options_headers())
+        else:
+            self.ua.respond(event.transaction_id, 501 if request.method != "REGISTER" else 403,
+                            now)
+
+    def _on_invite(self, event: sip.InviteReceived) -> None:
+        request, now = event.request, self._now()
+        call_id = request.call_id
+        bound = log.bind(call_id=call_id, source=f"{event.flow.remote[0]}:{event.flow.remote[1]}",
+                         transport=event.flow.transport)
+        self.stats["calls_total"] += 1
+        if not self.accepting:
+            self.ua.reject(event.leg_id, 503, now, headers=[("Retry-After", "30")])
+            bound.info("call rejected: shutting down")
+            return
+        decision = self.admission.admit(request, event.flow.remote[0], now)
+        if isinstance(decision, Challenge):
+            self.ua.reject(event.leg_id, 401, now,
+                           headers=[("WWW-Authenticate", v) for v in decision.www_authenticate])
+            bound.info("call challenged", trunk=decision.trunk, reason=decision.reason)
+            return
+        if isinstance(decision, Forbidden):
+            self.stats["calls_rejected"] += 1
+            self.ua.reject(event.leg_id, 403, now)
+            bound.warning("call refused", reason=decision.reason)
+            return
+        assert isinstance(decision, Admitted)
+        max_calls = self.settings.sip.max_calls
+        if max_calls and len(self.calls) >= max_calls:
+            self.stats["calls_rejected"] += 1
+            self.ua.reject(event.leg_id, 503, now, headers=[("Retry-After", "5")])
+            bound.warning("call rejected: max_calls reached", max_calls=max_calls)
+            return
+        call = Call(self, event.leg_id, call_id, caller=str(request.from_.uri),
+                    called=request.request_uri.user or "", trunk=decision.trunk,
+                    flow=event.flow, started_at=now,
+                    session_id=self.rng.randrange(1, 2**31))
+        self.calls[event.leg_id] = call
+        bound.info("call admitted", trunk=decision.trunk, caller=call.caller, called=call.called)
+        call.task = asyncio.get_running_loop().create_task(self._run_call(call, request.body))
+
+    async def _run_call(self, call: Call, offer_body: bytes) -> None:
+        structlog.contextvars.bind_contextvars(call_id=call.call_id)
+        try:
+            delay = self.settings.default_call.answer_after_ms / 1000
+            if delay > 0:
+                assert self.endpoint is not None
+                self.endpoint.run_command(lambda now: self.ua.ring(call.leg_id, now))
+                await asyncio.sleep(delay)
+            if not await self._answer(call, offer_body):
+                return
+            await self.behaviour(call)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - one call's failure must not affect others
+            call.log.exception("call behaviour failed")
+        finally:
+            if call.state is not CallState.ENDED:
+                self.hangup(call, "behaviour finished")
+
+    async def _answer(self, call: Call, offer_body: bytes) -> bool:
+        assert self.ports is not None and self.clock is not None and self.endpoint is not None
+        media = self.settings.media
+        try:
+            offer = sdp.SessionDescription.parse(offer_body) if offer_body else None
+        except sdp.SdpError as exc:
+            call.log.warning("bad SDP offer", error=str(exc))
+            self._reject(call, 400, "Bad SDP")
+            return False
+        if offer is None:
+            # Offer in the ACK (RFC 3264 §4, late offer) is not supported yet.
+            self._reject(call, 488, "SDP Offer Required")
+            return False
+        try:
+            rtp = await self.ports.open_endpoint(
+                asyncio.get_running_loop(), self.clock, self.rng,
+                on_dtmf=lambda digit: self._dtmf(call, digit))
+        except PortsExhausted:
+            call.log.error("no RTP port available")
+            self._reject(call, 503, "No Media Ports")
+            return False
+        if call.state is CallState.ENDED:  # cancelled while the socket opened
+            rtp.close()
+            return False
+        call.rtp = rtp
+        try:
+            result = sdp.negotiate(offer, local_address=str(self.settings.media_address),
+                                   local_port=rtp.local_port, supported=media.codecs,
+                                   session_id=call.session_id,
+                                   session_version=call.session_version)
+        except sdp.NoCommonCodec:
+            call.log.info("no common codec")
+            self._reject(call, 488, None)
+            return False
+        except sdp.SdpError as exc:
+            call.log.warning("unusable SDP offer", error=str(exc))
+            self._reject(call, 488, None)
+            return False
+        call.negotiated = result
+        rtp.set_remote((result.remote_address, result.remote_port), result.codec,
+                       result.payload_type, result.dtmf_payload_type)
+        self.endpoint.run_command(
+            lambda now: self.ua.answer(call.leg_id, bytes(result.answer), now))
+        call.state = CallState.ANSWERED
+        self.stats["calls_answered"] += 1
+        call.log.info("call answered", codec=result.codec, rtp_local=rtp.local_port,
+                      rtp_remote=f"{result.remote_address}:{result.remote_port}",
+                      dtmf_pt=result.dtmf_payload_type)
+        return True
+
+    def _reject(self, call: Call, status: int, reason: str | None) -> None:
+        assert self.endpoint is not None
+        if self.ua.leg(call.leg_id) is not None:
+            self.endpoint.run_command(
+                lambda now: self.ua.reject(call.leg_id, status, now, reason=reason))
+        self._ended(call.leg_id, f"rejected {status}")
+
+    def _dtmf(self, call: Call, digit: str) -> None:
+        call.log.info("dtmf received", digit=digit)
+        call.digits.put_nowait(digit)
+
+    def _on_reinvite(self, event: sip.ReinviteReceived) -> None:
+        call = self.calls.get(event.leg_id)
+        now = self._now()
+        if call is None or call.rtp is None:
+            self.ua.respond(event.transaction_id, 481, now)
+            return
+        body = event.request.body
+        if not body:
+            # Session refresh without SDP: answer with our current session unchanged.
+            answer = call.negotiated.answer if call.negotiated else None
+            self.ua.respond(event.transaction_id, 200, now, body=bytes(answer) if answer else b"",
+                            content_type="application/sdp" if answer else None)
+            return
+        try:
+            offer = sdp.SessionDescription.parse(body)
+            call.session_version += 1
+            result = sdp.negotiate(offer, local_address=str(self.settings.media_address),
+                                   local_port=call.rtp.local_port,
+                                   supported=self.settings.media.codecs,
+                                   session_id=call.session_id,
+                                   session_version=call.session_version)
+        except sdp.NoCommonCodec:
+            self.ua.respond(event.transaction_id, 488, now)
+            return
+        except sdp.SdpError:
+            self.ua.respond(event.transaction_id, 400, now, reason="Bad SDP")
+            return
+        call.negotiated = result
+        call.rtp.set_remote((result.remote_address, result.remote_port), result.codec,
+                            result.payload_type, result.dtmf_payload_type)
+        call.log.info("re-INVITE", on_hold=result.on_hold, direction=str(result.local_direction))
+        self.ua.respond(event.transaction_id, 200, now, body=bytes(result.answer),
+                        content_type="application/sdp")
+
+    def _on_in_dialog(self, event: sip.InDialogRequestReceived) -> None:
+        call = self.calls.get(event.leg_id)
+        request, now = event.request, self._now()
+        if request.method == "INFO" and call is not None:
+            digit = _info_digit(request)
+            if digit is not None:
+                self._dtmf(call, digit)
+            self.ua.respond(event.transaction_id, 200, now)
+            return
+        self.ua.respond(event.transaction_id, 501, now)
+
+    # ---- ending -----------------------------------------------------------------------------
+
+    def hangup(self, call: Call, reason: str) -> None:
+        if call.state is CallState.ENDED:
+            return
+        if self.endpoint is not None and self.ua.leg(call.leg_id) is not None:
+            self.endpoint.run_command(lambda now: self.ua.hangup(call.leg_id, now, reason=reason))
+        self._ended(call.leg_id, reason)
+
+    def _ended(self, leg_id: int, reason: str) -> None:
+        call = self.calls.pop(leg_id, None)
+        if call is None:
+            return
+        call.state = CallState.ENDED
+        call.end_reason = reason
+        call.ended.set()
+        stats = {}
+        if call.rtp is not None:
+            stats = call.rtp.stats.as_dict()
+            call.rtp.close()
+        if call.task is not None and call.task is not asyncio.current_task() and not call.task.done():
+            call.task.cancel()
+        call.log.info("call ended", reason=reason, duration=round(self._now() - call.started_at, 3),
+                      rtp=stats)
+
+
+def _info_digit(request: Request) -> str | None:
+    """SIP INFO DTMF (application/dtmf-relay: ``Signal=5``), as sent by many phones."""
+    if request.content_type not in ("application/dtmf-relay", "application/dtmf"):
+        return None
+    text = request.body.decode("ascii", "replace")
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip().lower() == "signal" and value.strip()[:1] in "0123456789*#ABCD":
+            return value.strip()[:1]
+    if request.content_type == "application/dtmf" and text.strip()[:1] in "0123456789*#":
+        return text.strip()[:1]
+    return None
+
+
+async def default_behaviour(call: Call) -> None:
+    """The foundation's built-in behaviour: welcome, one digit, say it, hang up."""
+    cfg = call.engine.settings.default_call
+    await call.play(await call.engine.tts(cfg.welcome_text))
+    digit = await call.collect_digit(cfg.digit_timeout_seconds)
+    if digit is None:
+        call.log.info("no digit received")
+        await call.play(await call.engine.tts(cfg.no_input_text))
+    else:
+        call.log.info("digit collected", digit=digit)
+        await call.play(await call.engine.tts(cfg.goodbye_text.format(digit=digit)))
+    call.hangup("default behaviour done")

@@ -1,0 +1,247 @@
+"""Integration harness: the real engine as a subprocess on loopback, driven by real peers.
+
+Peers (SIPp) are required: when one is missing the tests fail under CI
+(``SWITCHHOOK_REQUIRE_PEERS=1`` or ``CI=true``) and skip with a reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+SIPP_PCAPS = Path("/usr/share/sip-tester")
+
+
+def peers_required() -> bool:
+    return os.environ.get("SWITCHHOOK_REQUIRE_PEERS") == "1" or os.environ.get("CI") == "true"
+
+
+def require_peer(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        message = f"{binary} is not installed (bash .ci/install installs it)"
+        if peers_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port(kind: int = socket.SOCK_DGRAM, both: bool = True) -> int:
+    """A port free for UDP and TCP on 127.0.0.1."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            if not both:
+                return port
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+_rtp_base = [32000]
+
+
+def rtp_range() -> tuple[int, int]:
+    """A distinct RTP port range per engine instance within one test session."""
+    start = _rtp_base[0]
+    _rtp_base[0] += 200
+    return start, start + 198
+
+
+@dataclass
+class RunningEngine:
+    process: subprocess.Popen[bytes]
+    sip_port: int
+    log_path: Path
+    config_path: Path
+    config: dict[str, Any]
+    _offset: int = 0
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    def read_logs(self) -> list[dict[str, Any]]:
+        text = self.log_path.read_text(errors="replace")
+        out = []
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        self.lines = out
+        return out
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.read_logs() if line.get("event") == name]
+
+    def wait_for(self, name: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.events(name):
+                if all(line.get(k) == v for k, v in match.items()):
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"log event {name!r} {match} not seen in {timeout}s; "
+                             f"last lines: {self.log_path.read_text()[-3000:]}")
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+def write_config(tmp: Path, sip_port: int, **overrides: Any) -> tuple[Path, dict[str, Any]]:
+    rtp_min, rtp_max = rtp_range()
+    config: dict[str, Any] = {
+        "sip": {
+            "listen": [
+                {"transport": "udp", "host": "127.0.0.1", "port": sip_port},
+                {"transport": "tcp", "host": "127.0.0.1", "port": sip_port},
+            ],
+            # Short timers keep retransmission tests quick; the schedule itself is
+            # asserted exactly in the unit pair tests.
+            "timers": {"t1_ms": 500, "t2_ms": 4000, "t4_ms": 5000},
+        },
+        "media": {"address": "127.0.0.1", "rtp_port_min": rtp_min, "rtp_port_max": rtp_max,
+                  "tts": {"cache_dir": str(ROOT / "var" / "tts-cache")}},
+        "trunks": [{"name": "local", "sources": ["127.0.0.0/8", "::1/128"]}],
+        "default_call": {"digit_timeout_seconds": 5},
+        "shutdown": {"grace_seconds": 2, "mode": "hangup"},
+        "logging": {"level": "debug", "format": "json"},
+    }
+    for section, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(section), dict):
+            config[section] = {**config[section], **value}
+        else:
+            config[section] = value
+    path = tmp / "switchhook.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path, config
+
+
+def start_engine(tmp: Path, **overrides: Any) -> RunningEngine:
+    port = free_port()
+    config_path, config = write_config(tmp, port, **overrides)
+    log_path = tmp / "engine.log"
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ivr.cli", "run", "--config", str(config_path)],
+        cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+    engine = RunningEngine(process, port, log_path, config_path, config)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"engine exited: {log_path.read_text()[-3000:]}")
+        if engine.events("ready"):
+            return engine
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"engine not ready: {log_path.read_text()[-3000:]}")
+
+
+def stop_engine(engine: RunningEngine) -> int:
+    if engine.process.poll() is None:
+        engine.process.send_signal(signal.SIGTERM)
+        try:
+            engine.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            engine.process.kill()
+            engine.process.wait()
+            raise AssertionError("engine did not stop on SIGTERM within 15 s") from None
+    return engine.process.returncode
+
+
+@pytest.fixture
+def engine_factory(tmp_path: Path) -> Iterator[Any]:
+    started: list[RunningEngine] = []
+
+    def factory(**overrides: Any) -> RunningEngine:
+        sub = tmp_path / f"engine{len(started)}"
+        sub.mkdir()
+        engine = start_engine(sub, **overrides)
+        started.append(engine)
+        return engine
+
+    yield factory
+    for engine in started:
+        code = stop_engine(engine)
+        assert code == 0, f"engine exit status {code}: {engine.log_path.read_text()[-2000:]}"
+
+
+@pytest.fixture
+def engine(engine_factory: Any) -> RunningEngine:
+    return engine_factory()  # type: ignore[no-any-return]
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    stats: dict[str, str]
+    messages: str
+
+    @property
+    def successful(self) -> int:
+        return int(self.stats.get("SuccessfulCall(C)", "0") or 0)
+
+    @property
+    def failed(self) -> int:
+        return int(self.stats.get("FailedCall(C)", "0") or 0)
+
+
+def run_sipp(scenario: str, engine: RunningEngine, tmp_path: Path, *, calls: int = 1,
+             transport: str = "u1", service: str = "100", timeout: float = 60,
+             extra: list[str] | None = None, keys: dict[str, str] | None = None) -> SippResult:
+    sipp = require_peer("sipp")
+    workdir = tmp_path / f"sipp-{scenario.replace('.xml', '')}-{time.monotonic_ns()}"
+    workdir.mkdir()
+    local_port = free_port()
+    media_port = free_port(both=False)
+    media_port -= media_port % 2
+    cmd = [
+        sipp, f"127.0.0.1:{engine.sip_port}", "-sf", str(SCENARIOS / scenario),
+        "-i", "127.0.0.1", "-p", str(local_port), "-mi", "127.0.0.1",
+        "-mp", str(media_port), "-t", transport, "-m", str(calls), "-s", service,
+        "-trace_stat", "-trace_msg", "-trace_err", "-stf", str(workdir / "stats.csv"),
+        "-message_file", str(workdir / "messages.log"),
+        "-error_file", str(workdir / "errors.log"),
+        "-timeout", f"{int(timeout)}s", "-timeout_error", "-nostdin", "-bg" if False else "",
+        "-key", "pcaps", str(SIPP_PCAPS),
+    ]
+    cmd = [c for c in cmd if c]
+    for key, value in (keys or {}).items():
+        cmd += ["-key", key, value]
+    cmd += extra or []
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, timeout=timeout + 30)
+    stats: dict[str, str] = {}
+    csv = workdir / "stats.csv"
+    if csv.exists():
+        rows = [r.split(";") for r in csv.read_text().splitlines() if r.strip()]
+        if len(rows) >= 2:
+            stats = dict(zip(rows[0], rows[-1], strict=False))
+    messages = (workdir / "messages.log").read_text(errors="replace") \
+        if (workdir / "messages.log").exists() else ""
+    errors = (workdir / "errors.log").read_text(errors="replace") \
+        if (workdir / "errors.log").exists() else ""
+    return SippResult(proc.returncode, proc.stdout.decode(errors="replace"),
+                      proc.stderr.decode(errors="replace") + errors, stats, messages)
