@@ -211,25 +211,36 @@ class SippResult:
 
 def run_sipp(scenario: str, engine: RunningEngine, tmp_path: Path, *, calls: int = 1,
              transport: str = "u1", service: str = "100", timeout: float = 60,
-             extra: list[str] | None = None, keys: dict[str, str] | None = None) -> SippResult:
+             extra: list[str] | None = None, keys: dict[str, str] | None = None,
+             subst: dict[str, str] | None = None) -> SippResult:
+    """Run one SIPp scenario against ``engine``. ``keys`` become ``-key`` values
+    (``[name]`` in the scenario); ``subst`` fills ``%%name%%`` placeholders where SIPp does not
+    expand keywords (e.g. the expected response code)."""
     sipp = require_peer("sipp")
     workdir = tmp_path / f"sipp-{scenario.replace('.xml', '')}-{time.monotonic_ns()}"
     workdir.mkdir()
+    scenario_path = SCENARIOS / scenario
+    if subst:
+        text = scenario_path.read_text()
+        for name, value in subst.items():
+            text = text.replace(f"%%{name}%%", value)
+        scenario_path = workdir / scenario
+        scenario_path.write_text(text)
     local_port = free_port()
     media_port = free_port(both=False)
     media_port -= media_port % 2
     cmd = [
-        sipp, f"127.0.0.1:{engine.sip_port}", "-sf", str(SCENARIOS / scenario),
+        sipp, f"127.0.0.1:{engine.sip_port}", "-sf", str(scenario_path),
         "-i", "127.0.0.1", "-p", str(local_port), "-mi", "127.0.0.1",
         "-mp", str(media_port), "-t", transport, "-m", str(calls), "-s", service,
         "-trace_stat", "-trace_msg", "-trace_err", "-stf", str(workdir / "stats.csv"),
         "-message_file", str(workdir / "messages.log"),
         "-error_file", str(workdir / "errors.log"),
-        "-timeout", f"{int(timeout)}s", "-timeout_error", "-nostdin", "-bg" if False else "",
-        "-key", "pcaps", str(SIPP_PCAPS),
+        "-timeout", f"{int(timeout)}s", "-timeout_error", "-nostdin",
     ]
-    cmd = [c for c in cmd if c]
-    for key, value in (keys or {}).items():
+    defaults = {"rtp_port": str(media_port), "hold_ms": "1000", "bye_timeout": "30000",
+                "dtmf_pcap": str(SIPP_PCAPS / "dtmf_2833_5.pcap")}
+    for key, value in {**defaults, **(keys or {})}.items():
         cmd += ["-key", key, value]
     cmd += extra or []
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, timeout=timeout + 30)
