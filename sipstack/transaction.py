@@ -142,6 +142,8 @@ TRANSITIONS: dict[tuple[str, State, Input], State] = {
     ("ict", S.PROCEEDING, I.PROVISIONAL): S.PROCEEDING,
     ("ict", S.PROCEEDING, I.SUCCESS): S.ACCEPTED,
     ("ict", S.PROCEEDING, I.FAILURE): S.COMPLETED,
+    # §9.1: no final response 64*T1 after our CANCEL -> the transaction is destroyed.
+    ("ict", S.PROCEEDING, I.TIMEOUT): S.TERMINATED,
     ("ict", S.ACCEPTED, I.SUCCESS): S.ACCEPTED,
     ("ict", S.ACCEPTED, I.DONE): S.TERMINATED,
     ("ict", S.COMPLETED, I.FAILURE): S.COMPLETED,
@@ -397,6 +399,18 @@ class TransactionLayer:
             # §17.2.2: Timer J = 64*T1 for unreliable transports, zero for reliable ones.
             self._arm(txn, "J", now + (0.0 if reliable else self.timers.timeout_seconds))
 
+    def cancel_sent(self, transaction_id: int, now: float) -> None:
+        """The TU sent a CANCEL for the INVITE client transaction ``transaction_id``.
+
+        §9.1: "If there is no final response for the original request in 64*T1 seconds ...
+        the client SHOULD then consider the original transaction cancelled and SHOULD
+        destroy the client transaction handling the original request." Re-arms Timer B."""
+        txn = self._by_id.get(transaction_id)
+        if txn is not None and txn.machine == "ict" and txn.state in (
+            State.CALLING, State.PROCEEDING
+        ):
+            self._arm(txn, "B", now + self.timers.timeout_seconds)
+
     def send_stateless(self, data: bytes, flow: Flow) -> None:
         """Send outside any transaction: ACK for 2xx, or a 400 for an unparseable request."""
         self._outgoing.append(Outgoing(data, flow))
@@ -472,6 +486,10 @@ class TransactionLayer:
             return
         txn.advance(event)
         self._heap.cancel((txn.id, "A"))
+        if txn.state is State.PROCEEDING and previous is State.CALLING:
+            # §17.1.1.2 (Figure 5): Timer B only guards the Calling state; a callee may ring
+            # for as long as it likes (the TU CANCELs, see :meth:`cancel_sent`).
+            self._heap.cancel((txn.id, "B"))
         if txn.state is State.COMPLETED:
             self._heap.cancel((txn.id, "B"))
             txn.ack_bytes = bytes(build_ack_for_failure(txn.request, response))

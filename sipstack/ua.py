@@ -368,7 +368,8 @@ class UserAgent:
             if leg is not None and txn.request.method == "INVITE":
                 leg.pending_reinvite = None
                 if status_code < 300:
-                    self._start_2xx_retransmission(leg, response, now)
+                    self._start_2xx_retransmission(leg, response, now,
+                                                   request=txn.request, flow=txn.flow)
         self._drain_transactions(now)
 
     def options_headers(self) -> list[tuple[str, str]]:
@@ -460,6 +461,8 @@ class UserAgent:
             h.add("Route", route)
         self._common_headers_into(cancel)
         self.transactions.send_request(cancel, leg.flow, now)
+        if leg.invite_transaction is not None:
+            self.transactions.cancel_sent(leg.invite_transaction, now)
 
     # ---- transaction events -----------------------------------------------------------------
 
@@ -622,8 +625,10 @@ class UserAgent:
                                                    reason=f"BYE {response.status_code}"))
         elif method is not None and response.status_code >= 200:
             if method == "INVITE" and response.status_code < 300 and leg.dialog is not None:
-                if leg.reinvite is not None:
-                    self._send_ack(leg, leg.reinvite.cseq.number, now)
+                if leg.reinvite is not None and not self._send_ack(
+                    leg, leg.reinvite.cseq.number, now
+                ):
+                    return  # §13.2.2.4: a retransmitted 2xx is ACKed again, not reported
             self._events.append(InDialogResponseReceived(leg_id=leg.id, method=method,
                                                          response=response))
 
@@ -676,10 +681,15 @@ class UserAgent:
 
     # ---- 2xx reliability (§13.3.1.4 UAS, §13.2.2.4 UAC) -------------------------------------
 
-    def _start_2xx_retransmission(self, leg: Leg, response: Response, now: float) -> None:
+    def _start_2xx_retransmission(self, leg: Leg, response: Response, now: float, *,
+                                  request: Request | None = None,
+                                  flow: Flow | None = None) -> None:
+        """``request``/``flow``: the INVITE answered (default: the leg's initial INVITE). A
+        re-INVITE's 2xx goes where that re-INVITE came from (its Via), never to the leg's
+        first INVITE, which on a UAC leg is our own request."""
         key = (response.call_id, response.cseq.number)
         t1 = self.timers.t1_seconds
-        dest = tx.response_flow(leg.invite, leg.flow)
+        dest = tx.response_flow(request or leg.invite, flow or leg.flow)
         self._pending_2xx[key] = _Pending2xx(leg.id, bytes(response), dest, t1,
                                              now + self.timers.timeout_seconds)
         self._heap.arm(("2xx", key), now + t1)
@@ -705,13 +715,20 @@ class UserAgent:
             del self._pending_2xx[key]
             self._heap.cancel(("2xx", key))
 
-    def _send_ack(self, leg: Leg, cseq: int, now: float) -> None:
+    def _send_ack(self, leg: Leg, cseq: int, now: float) -> bool:
+        """ACK the 2xx for INVITE ``cseq``; a retransmitted 2xx gets the very same ACK again
+        (§13.2.2.4). Returns True for the first ACK, False for a re-sent one."""
         assert leg.dialog is not None
+        sent = leg.dialog.extra.get(f"ack:{cseq}")
+        if isinstance(sent, bytes):
+            self.transactions.send_stateless(sent, self._dialog_flow(leg.dialog))
+            return False
         ack = leg.dialog.build_request("ACK", via=self._via(leg.dialog.flow), cseq=cseq)
         self._common_headers_into(ack)
         data = bytes(ack)
         leg.dialog.extra[f"ack:{cseq}"] = data
         self.transactions.send_stateless(data, self._dialog_flow(leg.dialog))
+        return True
 
     def _reack_2xx(self, response: Response, now: float) -> None:
         """§13.2.2.4: a retransmitted 2xx gets the same ACK again."""
