@@ -50,7 +50,9 @@ def test_digit_table() -> None:
 # -- receiver --------------------------------------------------------------------------------
 
 
-def feed_all(rx: DtmfReceiver, packets: list[tuple[int, bool, bytes]], t0: float = 0.0) -> list[DtmfReceived]:
+def feed_all(
+    rx: DtmfReceiver, packets: list[tuple[int, bool, bytes]], t0: float = 0.0
+) -> list[DtmfReceived]:
     out = []
     for i, (ts, marker, payload) in enumerate(packets):
         got = rx.feed(ts, marker, payload, t0 + 0.02 * i)
@@ -114,7 +116,9 @@ def test_new_event_flushes_unfinished_previous() -> None:
     assert rx.feed(100, False, ev(3, 320), 0.02) is None
     # next press starts (its end packet is the first we see): previous is reported now,
     # the new one is queued and comes out of the next poll.
-    assert rx.feed(2000, False, ev(4, 800, end=True), 0.3) == DtmfReceived(digit="3", duration_ms=40)
+    assert rx.feed(2000, False, ev(4, 800, end=True), 0.3) == DtmfReceived(
+        digit="3", duration_ms=40
+    )
     assert rx.active
     assert rx.poll(0.3) == DtmfReceived(digit="4", duration_ms=100)
     assert rx.poll(0.4) is None

@@ -7,7 +7,15 @@ import struct
 import pytest
 
 from media.errors import CodecError
-from media.g711 import CODECS, alaw_decode, alaw_encode, codec_for_payload_type, get_codec, ulaw_decode, ulaw_encode
+from media.g711 import (
+    CODECS,
+    alaw_decode,
+    alaw_encode,
+    codec_for_payload_type,
+    get_codec,
+    ulaw_decode,
+    ulaw_encode,
+)
 
 
 def test_codec_table() -> None:

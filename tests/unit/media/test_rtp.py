@@ -119,7 +119,9 @@ def test_serialise_built_packet() -> None:
 
 
 def test_header_writer_packs_and_wraps() -> None:
-    writer = RtpHeaderWriter(ssrc=0x01020304, sequence_number=0xFFFF, timestamp=0xFFFFFF60, payload_type=0)
+    writer = RtpHeaderWriter(
+        ssrc=0x01020304, sequence_number=0xFFFF, timestamp=0xFFFFFF60, payload_type=0
+    )
     first = writer.pack(b"\xff" * 160, marker=True)
     assert first[:12] == bytes.fromhex("8080ffffffffff6001020304")
     assert len(first) == 172
@@ -155,7 +157,7 @@ def test_rtcp_models_serialise_as_rfc_layout() -> None:
     compound = RtcpPacket.compound((sr, sdes, bye))
     assert RtcpPacket.parse(compound) == (sr, sdes, bye)
     # SDES chunk: 4 (ssrc) + 2 + 3 + null = 10 -> padded to 12 (§6.5)
-    assert bytes(sdes) == bytes.fromhex("81ca0003" "00000001" "0103616263" "000000")
+    assert bytes(sdes) == bytes.fromhex("81ca0003000000010103616263000000")
 
 
 def test_rtcp_unknown_type_kept_raw() -> None:
@@ -167,12 +169,12 @@ def test_rtcp_unknown_type_kept_raw() -> None:
     "hexdata",
     [
         "80c9",  # short
-        "01c90001" "00000002",  # version 0
-        "80c90005" "00000002",  # length overruns
-        "81c90001" "00000002",  # report block count overruns
-        "81ca0001" "00000001",  # SDES not terminated
-        "81cb0001" "00000001" "05",  # wrong length: trailing junk
-        "a0c90001" "00000002" "00000000",  # padding count 0 (length 1 => last byte 0)
+        "01c9000100000002",  # version 0
+        "80c9000500000002",  # length overruns
+        "81c9000100000002",  # report block count overruns
+        "81ca000100000001",  # SDES not terminated
+        "81cb00010000000105",  # wrong length: trailing junk
+        "a0c900010000000200000000",  # padding count 0 (length 1 => last byte 0)
     ],
 )
 def test_malformed_rtcp(hexdata: str) -> None:
