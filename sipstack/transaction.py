@@ -17,7 +17,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .errors import LocalProtocolError
-from .message import Request, Response, Via
+from .message import Headers, Request, Response, Via
+from .uri import split_quoted
 from .timers import TimerHeap, TimerSettings
 
 Address = tuple[str, int]
@@ -265,10 +266,19 @@ def stamp_via(request: Request, flow: Flow) -> None:
         via = via.with_param("rport", str(source_port))
         changed = True
     if changed:
-        request.headers.remove("Via")
-        request.headers.add("Via", str(via))
-        for rest in values[1:]:
-            request.headers.add("Via", rest)
+        # Rewrite the top Via where it stands: responses copy Via first (§8.2.6.2, §20).
+        first = request.headers.get("Via") or ""
+        rest = [p.strip() for p in split_quoted(first, ",")[1:] if p.strip()]
+        rebuilt = Headers()
+        placed = False
+        for name, value in request.headers:
+            if name == "Via" and not placed:
+                placed = True
+                for element in (str(via), *rest):
+                    rebuilt.add("Via", element)
+            else:
+                rebuilt.add(name, value)
+        request.headers = rebuilt
 
 
 class TransactionLayer:
@@ -316,7 +326,7 @@ class TransactionLayer:
         txn = self._transactions.get(key)
         if request.method == "ACK":
             if txn is not None and txn.machine == "ist":
-                self._server_ack(txn, now)
+                self._server_ack(txn, request, flow, now)
             else:
                 # ACK for a 2xx is its own transaction-less request (§17.1.1.3).
                 self._events.append(AckReceived(request=request, flow=flow, received_at=now))
@@ -457,7 +467,7 @@ class TransactionLayer:
             self._outgoing.append(
                 Outgoing(txn.last_response_bytes, response_flow(txn.request, txn.flow)))
 
-    def _server_ack(self, txn: Transaction, now: float) -> None:
+    def _server_ack(self, txn: Transaction, ack: Request, flow: Flow, now: float) -> None:
         if txn.state is State.COMPLETED:
             txn.advance(Input.ACK)
             self._heap.cancel((txn.id, "G"))
@@ -467,7 +477,7 @@ class TransactionLayer:
         # ACK in CONFIRMED is a retransmission: absorbed. ACK in ACCEPTED would be the 2xx ACK
         # of a peer reusing the INVITE branch (RFC 2543 style): hand it to the TU.
         elif txn.state is State.ACCEPTED:
-            self._events.append(AckReceived(request=txn.request, flow=txn.flow, received_at=now))
+            self._events.append(AckReceived(request=ack, flow=flow, received_at=now))
 
     def _ict_response(self, txn: Transaction, response: Response, flow: Flow,
                       now: float) -> None:
@@ -508,11 +518,9 @@ class TransactionLayer:
             return  # §17.1.2.2: retransmitted final responses are absorbed
         event = _response_input(response.status_code)
         txn.advance(event)
-        if txn.state is State.PROCEEDING and not txn.flow.reliable:
-            # §17.1.2.2: in Proceeding, Timer E fires at T2.
-            txn.retransmit_interval = self.timers.t2_seconds
-            if self._heap.deadline((txn.id, "E")) is not None:
-                self._arm(txn, "E", now + self.timers.t2_seconds)
+        # §17.1.2.2: in Proceeding, Timer E keeps its deadline and is then "reset with a value
+        # of T2 seconds" each time it fires (see _on_timer); a provisional never re-arms it,
+        # or retransmitted provisionals would postpone the retransmission indefinitely.
         if txn.state is State.COMPLETED:
             self._heap.cancel((txn.id, "E"))
             self._heap.cancel((txn.id, "F"))
