@@ -41,6 +41,10 @@ class AuthError(ValueError):
     """A digest header value is malformed or uses something we do not support."""
 
 
+class _UnsupportedAlgorithm(AuthError):
+    """Well-formed, but an algorithm we do not implement (INVALID rather than MALFORMED)."""
+
+
 MAX_HEADER_LENGTH = 4096
 MAX_PARAMS = 32
 
@@ -167,7 +171,7 @@ def _algorithm(name: str | None) -> str:
         return "MD5"
     canonical = _ALL_ALGORITHMS.get(name.upper())
     if canonical is None:
-        raise AuthError(f"unsupported algorithm {name[:32]!r}")
+        raise _UnsupportedAlgorithm(f"unsupported algorithm {name[:32]!r}")
     return canonical
 
 
@@ -515,11 +519,10 @@ class DigestServer:
             raise TypeError("give exactly one of lookup_ha1 and lookup_password")
         try:
             creds = DigestCredentials.parse(credentials)
+        except _UnsupportedAlgorithm as exc:
+            return AuthResult(AuthResultKind.INVALID, reason=str(exc))
         except AuthError as exc:
-            # An unsupported algorithm is well-formed, just not acceptable.
-            kind = (AuthResultKind.INVALID if "unsupported algorithm" in str(exc)
-                    else AuthResultKind.MALFORMED)
-            return AuthResult(kind, reason=str(exc))
+            return AuthResult(AuthResultKind.MALFORMED, reason=str(exc))
         user = creds.username
 
         def invalid(reason: str) -> AuthResult:
