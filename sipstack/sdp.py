@@ -115,11 +115,12 @@ class RtpMap:
         if not (1 <= len(parts) <= 3) or not parts[0]:
             raise SdpError(f"bad rtpmap {value!r}")
         payload_type = _parse_payload_type(pt_text)
-        try:
-            clock_rate = int(parts[1]) if len(parts) > 1 else 0
-            channels = int(parts[2]) if len(parts) > 2 else None
-        except ValueError:
-            raise SdpError(f"bad rtpmap {value!r}") from None
+        where = f"rtpmap {value[:40]!r}"
+        # RFC 8866 §6.6: a=rtpmap:<payload type> <encoding name>/<clock rate>[/<params>]
+        clock_rate = _parse_int(parts[1], where, "clock rate", maximum=10**7) if len(parts) > 1 \
+            else 0
+        channels = _parse_int(parts[2], where, "channels", maximum=255) if len(parts) > 2 \
+            else None
         if clock_rate <= 0 or (channels is not None and channels <= 0):
             raise SdpError(f"bad rtpmap {value!r}")
         return cls(payload_type, parts[0], clock_rate, channels)
@@ -261,7 +262,7 @@ class Media:
         for value in self.attribute_values("ptime"):
             try:
                 ptime = round(float(value))
-            except ValueError:
+            except (ValueError, OverflowError):  # "abc", "nan", "inf"
                 continue
             if 1 <= ptime <= 1000:
                 return ptime
@@ -470,10 +471,21 @@ def _parse_int(text: str, where: str, what: str, *, maximum: int = 2**64 - 1) ->
     return value
 
 
+def _is_small_number(text: str) -> bool:
+    # str.isdigit() alone accepts non-ASCII digits such as "²" that int() rejects.
+    return text.isascii() and text.isdigit() and len(text) <= 3
+
+
+def _format_payload_type(fmt: str) -> int | None:
+    """The RTP payload type an m= format names, or None (RFC 3551 §3: 0-127)."""
+    return int(fmt) if _is_small_number(fmt) and int(fmt) <= 127 else None
+
+
 def _parse_payload_type(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or len(text) > 3 or int(text) > 127:
+    payload_type = _format_payload_type(text)
+    if payload_type is None:
         raise SdpError(f"bad payload type {text[:8]!r}")
-    return int(text)
+    return payload_type
 
 
 def _parse_origin(value: str, where: str) -> Origin:
@@ -628,7 +640,7 @@ def _parse_events(text: str) -> frozenset[int] | None:
     events: set[int] = set()
     for part in text.replace(" ", "").split(","):
         low, dash, high = part.partition("-")
-        if not low.isdigit() or len(low) > 3 or (dash and (not high.isdigit() or len(high) > 3)):
+        if not _is_small_number(low) or (dash and not _is_small_number(high)):
             return None
         first, last = int(low), int(high) if dash else int(low)
         if first > last or last > 255:
@@ -654,9 +666,8 @@ def _format_events(events: Iterable[int]) -> str:
 def _dtmf_answer(media: Media, clock_rate: int) -> tuple[int, str] | None:
     """The offered telephone-event payload type and the events we answer for it."""
     for fmt in media.formats:
-        if not fmt.isdigit() or len(fmt) > 3:
-            continue
-        mapping = media.rtpmap(int(fmt))
+        payload_type = _format_payload_type(fmt)
+        mapping = media.rtpmap(payload_type) if payload_type is not None else None
         if (mapping is None or mapping.encoding.lower() != TELEPHONE_EVENT
                 or mapping.clock_rate != clock_rate):
             continue
@@ -676,9 +687,8 @@ def _choose_codec(media: Media, supported: Sequence[str]) -> RtpMap | None:
     # RFC 3264 §6.1: the offer lists formats "in order of preference"; the answerer "SHOULD"
     # respect it, so take the first offered format we support, not our own favourite.
     for fmt in media.formats:
-        if not fmt.isdigit() or len(fmt) > 3:
-            continue
-        mapping = media.rtpmap(int(fmt))
+        payload_type = _format_payload_type(fmt)
+        mapping = media.rtpmap(payload_type) if payload_type is not None else None
         if (mapping is not None and mapping.encoding.upper() in wanted
                 and mapping.encoding.upper() in _STATIC_BY_NAME
                 and mapping.clock_rate == 8000 and mapping.channels in (None, 1)):
@@ -897,7 +907,8 @@ def process_answer(offer: SessionDescription, answer: SessionDescription) -> Neg
         raise NoCommonCodec(f"{where}: audio stream rejected")
     offered_names: set[str] = set()
     for fmt in ours.formats:
-        mapping = ours.rtpmap(int(fmt)) if fmt.isdigit() and len(fmt) <= 3 else None
+        payload_type = _format_payload_type(fmt)
+        mapping = ours.rtpmap(payload_type) if payload_type is not None else None
         if mapping is not None:
             offered_names.add(mapping.encoding.upper())
     codec = _choose_codec(theirs, [n for n in offered_names if n in _STATIC_BY_NAME])

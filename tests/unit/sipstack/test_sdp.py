@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -454,3 +455,23 @@ def test_process_answer_rejections() -> None:
         b"m=audio 5000 RTP/AVP 0\r\nm=video 0 RTP/AVP 99\r\n")
     with pytest.raises(SdpError, match="2 m-lines"):
         process_answer(offer, two)
+
+
+def test_hostile_formats_and_attributes_only_raise_sdp_error() -> None:
+    rng = random.Random(3)
+    pieces = ["0", "8", "101", "\u00b2", "\u0668", "-1", "999", "abc", "+8", "8_0", "", "/", " "]
+    attrs = ["rtpmap:{} PCMU/{}", "rtpmap:{} telephone-event/{}", "fmtp:{} {}-{}", "ptime:{}",
+             "ptime:inf", "ptime:nan", "ptime:1e400", "sendonly", "rtpmap:{}", "fmtp:{}"]
+    for _ in range(3000):
+        fmts = " ".join(rng.choice(pieces[:10]) or "0" for _ in range(rng.randrange(1, 4)))
+        lines = [f"a={rng.choice(attrs).format(*(rng.choice(pieces) for _ in range(3)))}"
+                 for _ in range(rng.randrange(0, 5))]
+        text = ("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+                f"m=audio 5000 RTP/AVP {fmts}\r\n" + "".join(f"{line}\r\n" for line in lines))
+        try:
+            offer = SessionDescription.parse(text)
+            result = negotiate(offer, local_address="10.0.0.2", local_port=4000, session_id=1,
+                               session_version=1)
+        except SdpError:
+            continue
+        assert SessionDescription.parse(bytes(result.answer)) == result.answer
