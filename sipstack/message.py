@@ -9,6 +9,7 @@ byte stream into messages by Content-Length (§18.3).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -77,6 +78,12 @@ _LIST_HEADERS = frozenset(
         "In-Reply-To", "Reason", "Warning",
     )
 )
+
+_VIA_PROTOCOL_RE = re.compile(r"\s*([^\s/]+)\s*/\s*([^\s/]+)\s*/\s*([^\s/;]+)\s+")
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+# §20: headers that appear at most once (RFC 4475 §3.3.8 multi01, §3.3.9 mcl01).
+_SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length",
+                   "Content-Type")
 
 _TOKEN_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
@@ -174,18 +181,22 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
-        text = text.strip()
-        proto, _, rest = text.partition(" ")
-        parts = [p.strip() for p in proto.split("/")]
-        if len(parts) != 3 or parts[0].upper() != "SIP" or parts[1] != "2.0" or not parts[2]:
-            raise ParseError(f"bad Via protocol {proto[:40]!r}", reason="Bad Via")
-        rest = rest.strip()
+        # §20.42 / §25.1: LWS is allowed around the "/" of sent-protocol (RFC 4475 wsinv).
+        match = _VIA_PROTOCOL_RE.match(text)
+        if match is None:
+            raise ParseError(f"bad Via protocol {text.strip()[:40]!r}", reason="Bad Via")
+        name, version, transport = match.group(1, 2, 3)
+        if name.upper() != "SIP" or version != "2.0" or not _is_token(transport):
+            raise ParseError(f"bad Via protocol {text.strip()[:40]!r}", reason="Bad Via")
+        rest = text[match.end():].strip()
+        parts = [name, version, transport]
         sent_by, _, params = rest.partition(";")
         try:
             host, port = split_hostport(sent_by)
+            parsed_params = parse_params(params)
         except UriError as exc:
-            raise ParseError(f"bad Via sent-by: {exc}", reason="Bad Via") from None
-        return cls(transport=parts[2].upper(), host=host, port=port, params=parse_params(params))
+            raise ParseError(f"bad Via: {exc}", reason="Bad Via") from None
+        return cls(transport=parts[2].upper(), host=host, port=port, params=parsed_params)
 
     @property
     def branch(self) -> str | None:
@@ -423,7 +434,17 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
     if len(start) > limits.max_line_bytes:
         raise ParseError("start line too long", status_code=414 if " sip" in start[:64] else 400,
                          reason="Start Line Too Long")
-    message: Request | Response = _parse_start_line(start)
+    try:
+        message: Request | Response = _parse_start_line(start)
+    except ParseError as exc:
+        # A bad request line still gets an answer (400/505) when its headers are usable.
+        method = start.split(" ", 1)[0]
+        if _is_token(method) and not start.startswith("SIP/"):
+            try:
+                exc.answerable = Answerable(method, Headers(_unfold(lines[1:], limits)))
+            except ParseError:
+                pass
+        raise
     header_lines = _unfold(lines[1:], limits)
     answerable = None
     for name, value in header_lines:
@@ -460,7 +481,8 @@ def _parse_start_line(line: str) -> Request | Response:
             raise ParseError(f"unsupported version {version[:20]!r}", status_code=505,
                              reason="Version Not Supported")
         raise ParseError(f"bad request line {line[:60]!r}", reason="Bad Request Line")
-    if not uri or ":" not in uri:
+    if not _SCHEME_RE.match(uri):
+        # Unknown but well-formed schemes parse; the UA answers 416 (§8.2.2.1).
         raise ParseError(f"bad Request-URI {uri[:60]!r}", reason="Bad Request-URI")
     return Request(method=method, uri=uri)
 
@@ -495,10 +517,19 @@ def _check_mandatory(message: Request | Response) -> None:
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
         if headers.get(name) is None:
             raise ParseError(f"missing {name}", reason=f"Missing {name}")
+    for name in _SINGLE_HEADERS:
+        if sum(1 for n, _ in headers if n == name) > 1:
+            raise ParseError(f"more than one {name}", reason=f"Multiple {name}")
     cseq = message.cseq  # validates
     message.top_via  # noqa: B018 - validates the top Via
-    message.from_  # noqa: B018
-    message.to  # noqa: B018
+    for accessor in ("from_", "to"):
+        try:
+            getattr(message, accessor)
+        except ParseError as exc:
+            # RFC 4475 §3.3.4 (unksm2): a well-formed URI of another scheme in From/To must
+            # not fail the parser; whoever needs a SIP URI there answers 416.
+            if exc.status_code != 416:
+                raise
     if isinstance(message, Request):
         if cseq.method != message.method and not (
             message.method == "ACK" and cseq.method == "ACK"
@@ -507,7 +538,8 @@ def _check_mandatory(message: Request | Response) -> None:
                              reason="CSeq Method Mismatch")
         max_forwards = headers.get("Max-Forwards")
         if max_forwards is not None and (
-            not max_forwards.isdigit() or len(max_forwards) > 3 or int(max_forwards) > 255
+            # leading zeros are legal (RFC 4475 wsinv "0068"); the value is 0-255 (§20.22)
+            not max_forwards.isdigit() or len(max_forwards) > 10 or int(max_forwards) > 255
         ):
             raise ParseError(f"bad Max-Forwards {max_forwards[:10]!r}", reason="Bad Max-Forwards")
 

@@ -499,7 +499,9 @@ class UserAgent:
         if method not in self.settings.allow:
             self.respond(tid, 405, now, headers=[("Allow", ", ".join(self.settings.allow))])
             return
-        request.request_uri  # noqa: B018 - 416 for unsupported schemes (§8.2.2.1)
+        if request.request_uri.headers:  # 416 for unsupported schemes (§8.2.2.1)
+            # §19.1.1 Table 1: headers are not allowed in a Request-URI (RFC 4475 escruri).
+            raise RemoteProtocolError("headers in the Request-URI", reason="Bad Request-URI")
         if method not in ("CANCEL",):
             unsupported = [opt for opt in _options(request.headers.get_all("Require"))
                            if opt not in self.settings.supported]
@@ -815,19 +817,22 @@ class UserAgent:
         answered = False
         answerable = exc.answerable
         if isinstance(answerable, Answerable) and answerable.method != "ACK":
+            request = Request(method=answerable.method, uri="sip:invalid",
+                              headers=answerable.headers)
             try:
-                request = Request(method=answerable.method, uri="sip:invalid",
-                                  headers=answerable.headers)
-                request.top_via  # noqa: B018
+                tx.stamp_via(request, flow)
+                dest = tx.response_flow(request, flow)
+            except SipError:
+                dest = flow  # the top Via itself is broken: answer where it came from
+            try:
                 response = make_response(request, exc.status_code, exc.reason,
                                          to_tag=self._new_tag(),
                                          headers=self._common_headers(()))
-                tx.stamp_via(request, flow)
-                self.transactions.send_stateless(bytes(response),
-                                                 tx.response_flow(request, flow))
-                answered = True
-            except SipError:
-                answered = False
+            except SipError:  # unparseable To: copied as it is, without a tag
+                response = make_response(request, exc.status_code, exc.reason,
+                                         headers=self._common_headers(()))
+            self.transactions.send_stateless(bytes(response), dest)
+            answered = True
         self._events.append(MessageRejected(flow=flow, error=str(exc),
                                             status_code=exc.status_code, answered=answered))
 

@@ -16,6 +16,11 @@ Params = tuple[tuple[str, str | None], ...]
 _SCHEMES = ("sip", "sips", "tel")
 # RFC 3261 §25.1 hostname / IPv4 / [IPv6]; kept permissive on labels, strict on charset.
 _HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)$")
+# RFC 3986 §3.1 / RFC 3261 §25.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
+# RFC 3261 §25.1 token (an unquoted display-name is *(token LWS)).
+_TOKENS_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*$")
+_LWS = frozenset(" \t\r\n")
 
 
 class UriError(RemoteProtocolError):
@@ -63,10 +68,14 @@ def parse_params(text: str) -> Params:
     their case (a tag or branch is case-sensitive in practice).
     """
     out: list[tuple[str, str | None]] = []
-    for raw in split_quoted(text, ";"):
+    items = split_quoted(text, ";")
+    if not items[0].strip():
+        items = items[1:]  # the optional leading ';' (or nothing at all)
+    for raw in items:
         item = raw.strip()
         if not item:
-            continue
+            # RFC 4475 §3.1.2.1 (badinv01): ";;" is not a generic-param.
+            raise UriError(f"empty parameter in {text[:80]!r}")
         name, eq, value = item.partition("=")
         name = name.strip().lower()
         if not name:
@@ -113,8 +122,12 @@ class Uri:
     def parse(cls, text: str) -> Uri:
         text = text.strip()
         scheme, colon, rest = text.partition(":")
+        if not colon or not _SCHEME_RE.match(scheme):
+            raise UriError(f"malformed URI {text[:80]!r}")
+        if any(c in _LWS for c in text):
+            raise UriError(f"whitespace in URI {text[:80]!r}")
         scheme = scheme.lower()
-        if not colon or scheme not in _SCHEMES:
+        if scheme not in _SCHEMES:
             raise UriError(f"unsupported URI scheme in {text[:80]!r}", status_code=416,
                            reason="Unsupported URI Scheme")
         if scheme == "tel":
@@ -122,11 +135,13 @@ class Uri:
             if not number:
                 raise UriError("empty tel URI")
             return cls(scheme="tel", host="", user=number, params=parse_params(params))
-        rest, _, headers = rest.partition("?")
-        userinfo, at, hostport = rest.rpartition("@")
+        # userinfo ends at the last '@' (it may contain '?', ';' and ',', RFC 4475
+        # intmeth/semiuri); '@' cannot appear unescaped in params or headers (§25.1).
+        userinfo, at, hostpart = rest.rpartition("@")
         if not at:
-            userinfo, hostport = "", rest
-        hostport, _, params = hostport.partition(";")
+            userinfo, hostpart = "", rest
+        hostpart, _, headers = hostpart.partition("?")
+        hostport, _, params = hostpart.partition(";")
         user: str | None = None
         password: str | None = None
         if at:
@@ -214,12 +229,21 @@ class NameAddr:
                 if not display.endswith('"') or len(display) < 2:
                     raise UriError(f"bad display name {display[:80]!r}")
                 display = _unquote(display)
+            elif display and not _TOKENS_RE.match(display):
+                # RFC 4475 §3.1.2.13 (baddn): an unquoted display-name is tokens only.
+                raise UriError(f"display name must be quoted: {display[:80]!r}")
             raw_uri = text[lt + 1 : gt]
+            if raw_uri != raw_uri.strip():
+                # §20.10 LAQUOT addr-spec RAQUOT: no LWS inside (RFC 4475 badaspec).
+                raise UriError(f"whitespace inside <> in {text[:80]!r}")
             uri = Uri.parse(raw_uri)
             return cls(uri=uri, display_name=display or None,
                        params=parse_params(text[gt + 1 :]), raw_uri=raw_uri)
         # addr-spec: header params start at the first ';' (RFC 3261 §20.10).
         uri_text, _, params = text.partition(";")
+        if "?" in uri_text or "," in uri_text:
+            # §20.10: such a URI must be enclosed in <> (RFC 4475 §3.1.2.12 regbadct).
+            raise UriError(f"URI with '?' or ',' must be in <>: {text[:80]!r}")
         return cls(uri=Uri.parse(uri_text), params=parse_params(params), raw_uri=uri_text)
 
     @property
