@@ -137,7 +137,11 @@ class Headers:
         for n, v in self._items:
             if n.lower() == key:
                 if split:
-                    out.extend(p.strip() for p in split_quoted(v, ",") if p.strip())
+                    try:
+                        parts = split_quoted(v, ",")
+                    except UriError as exc:  # only ParseError may leave the parser
+                        raise ParseError(f"bad {n}: {exc}", reason=f"Bad {n}") from None
+                    out.extend(p.strip() for p in parts if p.strip())
                 else:
                     out.append(v)
         return out

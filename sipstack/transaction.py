@@ -16,7 +16,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
-from .errors import LocalProtocolError
+from .errors import LocalProtocolError, ParseError
 from .message import Headers, Request, Response, Via
 from .uri import split_quoted
 from .timers import TimerHeap, TimerSettings
@@ -256,6 +256,8 @@ def response_flow(request: Request, flow: Flow) -> Flow:
 def stamp_via(request: Request, flow: Flow) -> None:
     """§18.2.1 + RFC 3581 §4: record where the request really came from in its top Via."""
     values = request.headers.get_all("Via")
+    if not values:
+        raise ParseError("missing Via", reason="Missing Via")
     via = Via.parse(values[0])
     source_host, source_port = flow.remote
     changed = False
