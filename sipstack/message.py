@@ -194,7 +194,8 @@ class Via:
             raise ParseError(f"bad Via protocol {text.strip()[:40]!r}", reason="Bad Via")
         rest = text[match.end():].strip()
         parts = [name, version, transport]
-        sent_by, _, params = rest.partition(";")
+        sent_by, semicolon, params = rest.partition(";")
+        params = semicolon + params  # keep the ';' so that "host;;x" is seen as empty
         try:
             host, port = split_hostport(sent_by)
             parsed_params = parse_params(params)

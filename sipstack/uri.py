@@ -141,7 +141,8 @@ class Uri:
         if not at:
             userinfo, hostpart = "", rest
         hostpart, _, headers = hostpart.partition("?")
-        hostport, _, params = hostpart.partition(";")
+        hostport, semicolon, params = hostpart.partition(";")
+        params = semicolon + params  # keep the ';' so that "host;;lr" is seen as empty
         user: str | None = None
         password: str | None = None
         if at:
