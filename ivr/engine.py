@@ -29,6 +29,7 @@ from sipstack.transaction import Flow
 
 from .admission import Admitted, Challenge, Forbidden, TrunkAdmission
 from .config import Settings
+from .logs import call_log_context
 
 log = structlog.get_logger("switchhook.engine")
 
@@ -206,6 +207,16 @@ class Engine:
         return asyncio.get_running_loop().time()
 
     def _on_sip_event(self, event: sip.Event) -> None:
+        leg_id = getattr(event, "leg_id", None)
+        call = self.calls.get(leg_id) if leg_id is not None else None
+        if call is None:
+            self._dispatch(event)
+            return
+        # Every log line about a call, media ones included, carries its call id.
+        with call_log_context(call.call_id):
+            self._dispatch(event)
+
+    def _dispatch(self, event: sip.Event) -> None:
         if isinstance(event, sip.InviteReceived):
             self._on_invite(event)
         elif isinstance(event, sip.RequestReceived):

@@ -219,13 +219,13 @@ def run_sipp(scenario: str, engine: RunningEngine, tmp_path: Path, *, calls: int
     sipp = require_peer("sipp")
     workdir = tmp_path / f"sipp-{scenario.replace('.xml', '')}-{time.monotonic_ns()}"
     workdir.mkdir()
-    scenario_path = SCENARIOS / scenario
-    if subst:
-        text = scenario_path.read_text()
-        for name, value in subst.items():
-            text = text.replace(f"%%{name}%%", value)
-        scenario_path = workdir / scenario
-        scenario_path.write_text(text)
+    text = (SCENARIOS / scenario).read_text()
+    placeholders = {"hold_ms": "1000", "bye_timeout": "30000",
+                    "dtmf_pcap": str(SIPP_PCAPS / "dtmf_2833_5.pcap"), **(subst or {})}
+    for name, value in placeholders.items():
+        text = text.replace(f"%%{name}%%", value)
+    scenario_path = workdir / scenario
+    scenario_path.write_text(text)
     local_port = free_port()
     media_port = free_port(both=False)
     media_port -= media_port % 2
@@ -238,9 +238,7 @@ def run_sipp(scenario: str, engine: RunningEngine, tmp_path: Path, *, calls: int
         "-error_file", str(workdir / "errors.log"),
         "-timeout", f"{int(timeout)}s", "-timeout_error", "-nostdin",
     ]
-    defaults = {"rtp_port": str(media_port), "hold_ms": "1000", "bye_timeout": "30000",
-                "dtmf_pcap": str(SIPP_PCAPS / "dtmf_2833_5.pcap")}
-    for key, value in {**defaults, **(keys or {})}.items():
+    for key, value in {"rtp_port": str(media_port), **(keys or {})}.items():
         cmd += ["-key", key, value]
     cmd += extra or []
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, timeout=timeout + 30)

@@ -57,7 +57,7 @@ def test_call_answered_prompt_streams_and_caller_bye(engine: RunningEngine,
     sink = RtpSink()
     try:
         result = run_sipp("uac_caller_bye.xml", engine, tmp_path,
-                          keys={"rtp_port": str(sink.port), "hold_ms": "2500"})
+                          keys={"rtp_port": str(sink.port)}, subst={"hold_ms": "2500"})
     finally:
         sink.close()
     assert result.returncode == 0, result.stderr
@@ -102,7 +102,7 @@ def test_engine_hangs_up_after_digit_timeout(engine: RunningEngine, tmp_path: Pa
 def test_rfc4733_dtmf_reported_as_the_right_digit(engine: RunningEngine, tmp_path: Path,
                                                   pcap: str, digit: str) -> None:
     result = run_sipp("uac_dtmf.xml", engine, tmp_path,
-                      keys={"dtmf_pcap": f"/usr/share/sip-tester/{pcap}", "hold_ms": "1000"})
+                      subst={"dtmf_pcap": f"/usr/share/sip-tester/{pcap}", "hold_ms": "1000"})
     assert result.returncode == 0, result.stderr
     collected = engine.wait_for("digit collected")
     assert collected["digit"] == digit
@@ -155,7 +155,7 @@ def test_digest_trunk_challenges_then_admits(engine_factory, tmp_path: Path) -> 
         "name": "pbx", "auth": {"username": "pbx1", "password": "s3cret", "realm": "switchhook",
                                 "algorithms": ["MD5"]}}])
     result = run_sipp("uac_auth.xml", engine, tmp_path,
-                      keys={"auth_user": "pbx1", "auth_pass": "s3cret"})
+                      subst={"auth_user": "pbx1", "auth_pass": "s3cret"})
     assert result.returncode == 0, result.stderr + result.stdout
     assert "SIP/2.0 401 Unauthorized" in result.messages
     assert 'WWW-Authenticate: Digest realm="switchhook"' in result.messages
@@ -168,7 +168,7 @@ def test_digest_wrong_password_forbidden(engine_factory, tmp_path: Path) -> None
         "name": "pbx", "auth": {"username": "pbx1", "password": "s3cret",
                                 "algorithms": ["MD5"]}}])
     result = run_sipp("uac_auth.xml", engine, tmp_path,
-                      keys={"auth_user": "pbx1", "auth_pass": "wrong"})
+                      subst={"auth_user": "pbx1", "auth_pass": "wrong"})
     assert result.returncode != 0
     assert "SIP/2.0 403 Forbidden" in result.messages
     assert not engine.events("call admitted")
@@ -223,7 +223,7 @@ def test_same_call_over_tcp(engine: RunningEngine, tmp_path: Path) -> None:
     sink = RtpSink()
     try:
         result = run_sipp("uac_caller_bye.xml", engine, tmp_path, transport="t1",
-                          keys={"rtp_port": str(sink.port), "hold_ms": "1500"})
+                          keys={"rtp_port": str(sink.port)}, subst={"hold_ms": "1500"})
     finally:
         sink.close()
     assert result.returncode == 0, result.stderr + result.stdout

@@ -47,7 +47,7 @@ def test_default_config_loads_clean() -> None:
     assert settings.media_address == localhost
     assert (settings.media.rtp_port_min, settings.media.rtp_port_max) == (20000, 30000)
     # Relative paths resolve against the config file's directory.
-    assert settings.media.prompts_dir == ROOT / "prompts"
+    assert settings.media.prompts_dir == ROOT / "flows" / "prompts"
     assert settings.media.tts.cache_dir == ROOT / "var" / "tts-cache"
 
 
