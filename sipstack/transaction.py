@@ -391,23 +391,23 @@ class TransactionLayer:
         if txn.state in (State.COMPLETED, State.CONFIRMED, State.TERMINATED):
             raise LocalProtocolError(
                 f"transaction {transaction_id} already answered with a final response")
-        txn.advance(event)
+        state = txn.advance(event)  # a fresh name: mypy would keep the narrowing above
         data = bytes(response)
         txn.last_response, txn.last_response_bytes = response, data
         dest = response_flow(txn.request, txn.flow)
         self._outgoing.append(Outgoing(data, dest))
         t1, reliable = self.timers.t1_seconds, txn.flow.reliable
         if txn.machine == "ist":
-            if txn.state is State.ACCEPTED and "L" not in txn.extra:
+            if state is State.ACCEPTED and "L" not in txn.extra:
                 # RFC 6026 §7.1: Timer L = 64*T1 keeps absorbing INVITE retransmissions.
                 txn.extra["L"] = True
                 self._arm(txn, "L", now + self.timers.timeout_seconds)
-            elif txn.state is State.COMPLETED:
+            elif state is State.COMPLETED:
                 if not reliable:
                     txn.retransmit_interval = t1
                     self._arm(txn, "G", now + t1)  # §17.2.1: Timer G = T1
                 self._arm(txn, "H", now + self.timers.timeout_seconds)
-        elif txn.state is State.COMPLETED:
+        elif state is State.COMPLETED:
             # §17.2.2: Timer J = 64*T1 for unreliable transports, zero for reliable ones.
             self._arm(txn, "J", now + (0.0 if reliable else self.timers.timeout_seconds))
 
@@ -519,11 +519,11 @@ class TransactionLayer:
         if txn.state is State.COMPLETED:
             return  # §17.1.2.2: retransmitted final responses are absorbed
         event = _response_input(response.status_code)
-        txn.advance(event)
+        state = txn.advance(event)
         # §17.1.2.2: in Proceeding, Timer E keeps its deadline and is then "reset with a value
         # of T2 seconds" each time it fires (see _on_timer); a provisional never re-arms it,
         # or retransmitted provisionals would postpone the retransmission indefinitely.
-        if txn.state is State.COMPLETED:
+        if state is State.COMPLETED:
             self._heap.cancel((txn.id, "E"))
             self._heap.cancel((txn.id, "F"))
             # Timer K = T4 for unreliable transports, zero for reliable.
