@@ -203,7 +203,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class Listener(_Model):
-    """One SIP listening socket. TLS is future work, but its fields are validated now."""
+    """One SIP listening socket (UDP, TCP, or TLS with a certificate chain and key)."""
 
     transport: Literal["udp", "tcp", "tls"]
     host: IP

@@ -11,6 +11,7 @@ import asyncio
 import enum
 import random
 import secrets
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ from sipstack.timers import TimerSettings
 from sipstack.transaction import Flow
 
 from .admission import Admitted, Challenge, Forbidden, TrunkAdmission
-from .config import Settings
+from .config import Listener, Settings
 from .logs import call_log_context
 
 log = structlog.get_logger("switchhook.engine")
@@ -144,8 +145,9 @@ class Engine:
         self.endpoint = SipEndpoint(self.ua, self._on_sip_event, loop=loop, limits=self.limits)
         media = self.settings.media
         self.clock = MediaClock(loop)
+        # Config names the highest RTP port; the allocator's bound includes its RTCP port.
         self.ports = PortAllocator(str(self.settings.media_address), media.rtp_port_min,
-                                   media.rtp_port_max)
+                                   media.rtp_port_max + 1)
         for listener in self.settings.sip.listen:
             host, port = str(listener.host), listener.port
             if listener.transport == "udp":
@@ -153,9 +155,7 @@ class Engine:
             elif listener.transport == "tcp":
                 local = await self.endpoint.listen_tcp(host, port)
             else:
-                log.warning("tls listener configured but TLS is not implemented yet; skipped",
-                            host=host, port=port)
-                continue
+                local = await self.endpoint.listen_tls(host, port, _server_tls_context(listener))
             self.listening.append((listener.transport, local[0], local[1]))
             log.info("listening", transport=listener.transport, host=local[0], port=local[1])
         await self._prewarm()
@@ -433,6 +433,15 @@ class Engine:
             call.task.cancel()
         call.log.info("call ended", reason=reason, duration=round(self._now() - call.started_at, 3),
                       rtp=stats)
+
+
+def _server_tls_context(listener: Listener) -> ssl.SSLContext:
+    """TLS for SIP (RFC 3261 §26.2, RFC 5630): TLS 1.2+, the listener's certificate chain."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    assert listener.certificate is not None and listener.private_key is not None
+    context.load_cert_chain(str(listener.certificate), str(listener.private_key))
+    return context
 
 
 def _info_digit(request: Request) -> str | None:
