@@ -394,6 +394,7 @@ class Engine:
         call.negotiated = result
         call.rtp.set_remote((result.remote_address, result.remote_port), result.codec,
                             result.payload_type, result.dtmf_payload_type)
+        call.rtp.sending = result.local_direction.sends and not result.on_hold
         call.log.info("re-INVITE", on_hold=result.on_hold, direction=str(result.local_direction))
         self.ua.respond(event.transaction_id, 200, now, body=bytes(result.answer),
                         content_type="application/sdp")

@@ -195,6 +195,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.on_dtmf = on_dtmf
         self.on_audio = on_audio
         self.send_silence = send_silence
+        # False while the SDP direction forbids us to send (hold: RFC 3264 §8.4): playback
+        # keeps its pace but no packet leaves; the timestamp keeps running (RFC 3550 §5.1).
+        self.sending = True
         self.cname = cname
         self._transport: asyncio.DatagramTransport | None = None
         self._rtcp_transport: asyncio.DatagramTransport | None = None
@@ -387,7 +390,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                         self._finish_playback()
                 if payload is None and self.send_silence:
                     payload = self._silence_payload
-                if payload is not None:
+                if payload is not None and self.sending:
                     packet = writer.pack(payload, not self._talking)
                     self._talking = True
                     transport.sendto(packet, address)

@@ -231,3 +231,34 @@ def test_same_call_over_tcp(engine: RunningEngine, tmp_path: Path) -> None:
     assert len(sink.packets) >= 25
     assert engine.wait_for("call admitted")["transport"] == "TCP"
     assert engine.wait_for("call ended")["reason"].startswith("remote")
+
+
+def test_hold_and_unhold_by_reinvite(engine_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    engine = engine_factory(default_call={
+        "welcome_text": "Welcome to switchhook. This is a long welcome message, so that the "
+                        "prompt is still playing while the caller puts us on hold and takes "
+                        "us off hold again. Please press a digit.",
+        "digit_timeout_seconds": 5})
+    sink = RtpSink()
+    try:
+        result = run_sipp("uac_hold.xml", engine, tmp_path, keys={"rtp_port": str(sink.port)})
+    finally:
+        sink.close()
+    assert result.returncode == 0, result.stderr + result.stdout
+    answers = [chunk.split("\n\n", 1)[1] for chunk in result.messages.split("received [")
+               if "SIP/2.0 200 OK" in chunk and "INVITE" in chunk.split("CSeq:")[1][:12]]
+    # One answer per distinct INVITE (2xx retransmissions are the same bytes).
+    distinct = list(dict.fromkeys(answers))
+    assert len(distinct) == 3
+    assert "a=recvonly" in distinct[1], "hold (sendonly) answered recvonly (RFC 3264 §6.1)"
+    assert "a=sendrecv" in distinct[2] or "a=recvonly" not in distinct[2]
+    versions = [int(a.split("o=", 1)[1].split()[2]) for a in distinct]
+    assert versions[1] == versions[0] + 1 and versions[2] == versions[1] + 1
+    # No RTP while held; after unhold the same stream resumes: sequence continues by one,
+    # the timestamp jumps by the held time (RFC 3550 §5.1), SSRC unchanged.
+    fields = [_rtp_fields(data) for _, data in sink.packets]
+    assert len({f[3] for f in fields}) == 1
+    jumps = [(b[2] - a[2]) % 2**32 for a, b in zip(fields, fields[1:], strict=False)]
+    assert all((b[1] - a[1]) % 65536 == 1 for a, b in zip(fields, fields[1:], strict=False))
+    held = [j for j in jumps if j > 160]
+    assert len(held) == 1 and held[0] >= 8000, f"one gap of at least 1 s of media: {held}"
