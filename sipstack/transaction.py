@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
+from typing import cast
 
 from .errors import LocalProtocolError, ParseError
 from .message import Headers, Request, Response, Via
@@ -309,7 +310,7 @@ class TransactionLayer:
 
     def handle_timer(self, now: float) -> None:
         for key in self._heap.pop_due(now):
-            tid, name = key  # type: ignore[misc]
+            tid, name = cast(tuple[int, str], key)
             txn = self._by_id.get(tid)
             if txn is not None:
                 self._on_timer(txn, name, now)

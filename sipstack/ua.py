@@ -19,6 +19,7 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 from . import transaction as tx
 from .dialog import Dialog, DialogState
@@ -295,7 +296,7 @@ class UserAgent:
     def handle_timer(self, now: float) -> None:
         self.transactions.handle_timer(now)
         for key in self._heap.pop_due(now):
-            kind, ident = key  # type: ignore[misc]
+            kind, ident = cast(tuple[str, tuple[str, int]], key)
             if kind == "2xx":
                 self._retransmit_2xx(ident, now)
         self._drain_transactions(now)
