@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import cast
 
+from . import auth
 from . import transaction as tx
 from .dialog import Dialog, DialogState
 from .errors import LocalProtocolError, ParseError, RemoteProtocolError, SipError
@@ -200,6 +201,8 @@ class Leg:
     cancelled: bool = False
     pending_reinvite: int | None = None  # server transaction of a re-INVITE in progress
     reinvite: Request | None = None  # our last re-INVITE (its 2xx needs an ACK)
+    credentials: tuple[str, str] | None = None  # UAC: (username, password) for challenges
+    auth_attempts: int = 0
     client_requests: dict[int, str] = field(default_factory=dict)  # txn id -> method
 
     def move(self, state: LegState) -> None:
@@ -419,8 +422,14 @@ class UserAgent:
 
     def invite(self, *, request_uri: str, from_uri: str, to_uri: str, flow: Flow, now: float,
                body: bytes = b"", content_type: str = "application/sdp",
-               headers: Headers = (), call_id: str | None = None) -> int:
-        """Place a call (§13.2.1). Returns the leg id; events tell what happens."""
+               headers: Headers = (), call_id: str | None = None,
+               credentials: tuple[str, str] | None = None) -> int:
+        """Place a call (§13.2.1). Returns the leg id; events tell what happens.
+
+        With ``credentials`` (username, password), a 401/407 challenge is answered once by
+        re-sending the INVITE with the same Call-ID and From tag, CSeq + 1 and an
+        Authorization/Proxy-Authorization header (§22.2, §22.3); again when the server says
+        ``stale=true``."""
         local_tag = self._new_tag()
         request = Request(method="INVITE", uri=request_uri)
         h = request.headers
@@ -434,6 +443,7 @@ class UserAgent:
         h.add("Allow", ", ".join(self.settings.allow))
         self._finish_request(request, headers, body, content_type if body else None)
         leg = Leg(self._next_leg, False, request, flow, LegState.CALLING, local_tag)
+        leg.credentials = credentials
         self._next_leg += 1
         self._legs[leg.id] = leg
         txn_id = self.transactions.send_request(request, flow, now)
@@ -657,9 +667,51 @@ class UserAgent:
                     # §9.1: CANCEL lost the race against the 2xx: the call must be ended.
                     self._send_bye(leg, now, "cancelled")
         else:
+            if code in (401, 407) and self._retry_with_credentials(leg, response, now):
+                return
             self._end_leg(leg)
             self._events.append(CallFailed(leg_id=leg.id, status_code=code,
                                            reason=response.reason, response=response))
+
+    def _retry_with_credentials(self, leg: Leg, response: Response, now: float) -> bool:
+        """§22.2: answer a 401/407 by re-sending the INVITE with credentials."""
+        if leg.credentials is None or leg.cancelled or leg.cancel_pending:
+            return False
+        header = "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
+        challenges = response.headers.get_all(header)
+        if not challenges:
+            return False
+        try:
+            challenge = auth.select_challenge(challenges)
+        except auth.AuthError:
+            return False
+        stale = "stale=true" in challenge.replace(" ", "").lower()
+        if leg.auth_attempts >= (2 if stale else 1):
+            return False
+        leg.auth_attempts += 1
+        old = leg.invite
+        request = Request(method="INVITE", uri=old.uri)
+        h = request.headers
+        h.add("Via", self._via(leg.flow))
+        for name, value in old.headers:
+            if name in ("Via", "CSeq", "Authorization", "Proxy-Authorization",
+                        "Content-Length"):
+                continue
+            h.add(name, value)
+        cseq = old.cseq.number + 1
+        h.add("CSeq", f"{cseq} INVITE")
+        username, password = leg.credentials
+        value = auth.build_authorization(
+            challenge, method="INVITE", uri=old.uri, username=username, password=password,
+            cnonce=f"{self.rng.getrandbits(64):016x}", body=old.body)
+        h.add("Authorization" if response.status_code == 401 else "Proxy-Authorization", value)
+        request.body = old.body
+        self._leg_by_client_txn.pop(leg.invite_transaction or -1, None)
+        leg.invite = request
+        txn_id = self.transactions.send_request(request, leg.flow, now)
+        leg.invite_transaction = txn_id
+        self._leg_by_client_txn[txn_id] = leg.id
+        return True
 
     def _on_timeout(self, event: tx.TransactionTimedOut, now: float) -> None:
         if event.server:
