@@ -441,8 +441,33 @@ class DigestAuth(_Model):
 Require = Literal["source", "auth", "source_and_auth", "source_or_auth"]
 
 
+class OutboundRoute(_Model):
+    """Where calls we place through this trunk go (a carrier's SBC, a PBX, a gateway).
+
+    ``host`` is an IP address: the engine resolves no DNS (RFC 3263 is future work).
+    ``username``/``password`` answer the peer's digest challenges (RFC 3261 §22.2).
+    ``caller_id`` is the user part of From on our calls; default: the original caller.
+    ``refer`` allows transferring calls out by SIP REFER instead of bridging.
+    """
+
+    host: IP
+    port: Port = 5060
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    username: HeaderText | None = None
+    password: SecretStr | None = None
+    caller_id: HeaderText | None = None
+    refer: bool = False
+
+    @model_validator(mode="after")
+    def _credentials_pair(self) -> Self:
+        if (self.username is None) != (self.password is None):
+            raise located_error(((), "give both 'username' and 'password', or neither"))
+        return self
+
+
 class Trunk(_Model):
-    """A peer allowed to send us calls: by source address, digest auth, or both.
+    """A peer allowed to send us calls: by source address, digest auth, or both; and/or
+    the route for calls we place (``outbound``).
 
     ``require`` defaults from what is configured: only sources -> ``source``; only auth ->
     ``auth``; both -> ``source_and_auth``.
@@ -452,6 +477,7 @@ class Trunk(_Model):
     sources: tuple[CIDR, ...] = ()
     auth: DigestAuth | None = None
     require: Require = "source"
+    outbound: OutboundRoute | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -465,6 +491,8 @@ class Trunk(_Model):
 
     @model_validator(mode="after")
     def _admits_someone(self) -> Self:
+        if not self.sources and self.auth is None and self.outbound is not None:
+            return self  # outbound only: admits no inbound calls
         if not self.sources and self.auth is None:
             raise located_error(
                 ((), f"trunk {self.name!r} has neither 'sources' nor 'auth': it would admit nobody")

@@ -41,21 +41,17 @@ class CallState(enum.Enum):
     ENDED = "ended"
 
 
-@dataclass(eq=False)
-class Call:
-    """One inbound call: its SIP leg, RTP endpoint and running behaviour."""
+@dataclass(eq=False, kw_only=True)
+class MediaLeg:
+    """One SIP leg with its RTP endpoint: what prompts, digits and bridges act on."""
 
     engine: Engine
     leg_id: int
     call_id: str
-    caller: str
-    called: str
-    trunk: str
     flow: Flow
     started_at: float
     state: CallState = CallState.SETTING_UP
     rtp: RtpEndpoint | None = None
-    task: asyncio.Task[None] | None = None
     session_version: int = 1
     session_id: int = 0
     negotiated: sdp.NegotiationResult | None = None
@@ -70,7 +66,7 @@ class Call:
     # ---- behaviour API (what a flow runtime uses) -------------------------------------------
 
     async def play(self, prompt: Prompt) -> None:
-        """Play ``prompt`` to the caller and return when it has been sent (or the call ended)."""
+        """Play ``prompt`` on this leg and return when it has been sent (or the leg ended)."""
         if self.rtp is None or self.state is not CallState.ANSWERED:
             return
         done = asyncio.get_running_loop().create_future()
@@ -108,6 +104,37 @@ class Call:
         self.engine.hangup(self, reason)
 
 
+@dataclass(eq=False, kw_only=True)
+class Call(MediaLeg):
+    """An inbound call: the caller's leg and the behaviour running for it."""
+
+    caller: str
+    called: str
+    trunk: str
+    request: Request
+    task: asyncio.Task[None] | None = None
+
+
+class OriginateFailed(Exception):
+    """An outbound call was not answered: ``status_code`` is the final SIP status (408 when
+    it timed out, 503 when no media port was free)."""
+
+    def __init__(self, status_code: int, reason: str) -> None:
+        super().__init__(f"{status_code} {reason}")
+        self.status_code = status_code
+        self.reason = reason
+
+
+@dataclass(eq=False, kw_only=True)
+class OutboundLeg(MediaLeg):
+    """A call the engine placed (B2BUA side): to an outside number, an agent, a supervisor."""
+
+    target: str
+    offer: sdp.SessionDescription
+    answered: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
 Behaviour = Callable[[Call], Awaitable[None]]
 
 
@@ -131,6 +158,7 @@ class Engine:
         self.admission = TrunkAdmission(settings.trunks, secret=secrets.token_bytes(32))
         self.prompts = PromptCache(settings.media.tts.cache_dir)
         self.calls: dict[int, Call] = {}
+        self.outbound: dict[int, OutboundLeg] = {}
         self.accepting = True
         self.endpoint: SipEndpoint | None = None
         self.clock: MediaClock | None = None
@@ -208,7 +236,7 @@ class Engine:
 
     def _on_sip_event(self, event: sip.Event) -> None:
         leg_id = getattr(event, "leg_id", None)
-        call = self.calls.get(leg_id) if leg_id is not None else None
+        call = self.leg(leg_id) if leg_id is not None else None
         if call is None:
             self._dispatch(event)
             return
@@ -222,9 +250,16 @@ class Engine:
         elif isinstance(event, sip.RequestReceived):
             self._on_request(event)
         elif isinstance(event, sip.CallEstablished):
-            call = self.calls.get(event.leg_id)
-            if call is not None:
+            outbound = self.outbound.get(event.leg_id)
+            if outbound is not None:
+                self._outbound_answered(outbound, event)
+            elif (call := self.calls.get(event.leg_id)) is not None:
                 call.log.info("call confirmed (ACK)")
+        elif isinstance(event, sip.CallFailed):
+            self._outbound_failed(event)
+        elif isinstance(event, sip.ProgressReceived):
+            if (outbound := self.outbound.get(event.leg_id)) is not None:
+                outbound.log.info("outbound progress", status=event.response.status_code)
         elif isinstance(event, sip.InviteCancelled):
             self._ended(event.leg_id, "cancelled")
         elif isinstance(event, sip.CallTerminated):
@@ -276,9 +311,9 @@ class Engine:
             self.ua.reject(event.leg_id, 503, now, headers=[("Retry-After", "5")])
             bound.warning("call rejected: max_calls reached", max_calls=max_calls)
             return
-        call = Call(self, event.leg_id, call_id, caller=str(request.from_.uri),
-                    called=request.request_uri.user or "", trunk=decision.trunk,
-                    flow=event.flow, started_at=now,
+        call = Call(engine=self, leg_id=event.leg_id, call_id=call_id,
+                    caller=str(request.from_.uri), called=request.request_uri.user or "",
+                    trunk=decision.trunk, request=request, flow=event.flow, started_at=now,
                     session_id=self.rng.randrange(1, 2**31))
         self.calls[event.leg_id] = call
         bound.info("call admitted", trunk=decision.trunk, caller=call.caller, called=call.called)
@@ -360,12 +395,12 @@ class Engine:
                 lambda now: self.ua.reject(call.leg_id, status, now, reason=reason))
         self._ended(call.leg_id, f"rejected {status}")
 
-    def _dtmf(self, call: Call, digit: str) -> None:
+    def _dtmf(self, call: MediaLeg, digit: str) -> None:
         call.log.info("dtmf received", digit=digit)
         call.digits.put_nowait(digit)
 
     def _on_reinvite(self, event: sip.ReinviteReceived) -> None:
-        call = self.calls.get(event.leg_id)
+        call = self.leg(event.leg_id)
         now = self._now()
         if call is None or call.rtp is None:
             self.ua.respond(event.transaction_id, 481, now)
@@ -400,7 +435,7 @@ class Engine:
                         content_type="application/sdp")
 
     def _on_in_dialog(self, event: sip.InDialogRequestReceived) -> None:
-        call = self.calls.get(event.leg_id)
+        call = self.leg(event.leg_id)
         request, now = event.request, self._now()
         if request.method == "INFO" and call is not None:
             digit = _info_digit(request)
@@ -410,9 +445,86 @@ class Engine:
             return
         self.ua.respond(event.transaction_id, 501, now)
 
+    # ---- outbound legs (B2BUA) --------------------------------------------------------------
+
+    async def originate(self, *, request_uri: str, to_uri: str, from_uri: str,
+                        destination: tuple[str, int], transport: str = "udp",
+                        credentials: tuple[str, str] | None = None,
+                        headers: tuple[tuple[str, str], ...] = (), timeout: float = 60.0,
+                        call_id: str | None = None) -> OutboundLeg:
+        """Place a call with an SDP offer and wait until it is answered.
+
+        Raises :class:`OriginateFailed` with the final status (408 on ``timeout``, after
+        CANCEL). The returned leg has its RTP endpoint set to the answer's address."""
+        assert self.ports is not None and self.clock is not None and self.endpoint is not None
+        media = self.settings.media
+        try:
+            rtp = await self.ports.open_endpoint(asyncio.get_running_loop(), self.clock,
+                                                 self.rng)
+        except PortsExhausted:
+            raise OriginateFailed(503, "no media port") from None
+        session_id = self.rng.randrange(1, 2**31)
+        offer = sdp.build_offer(str(self.settings.media_address), rtp.local_port,
+                                codecs=media.codecs, dtmf_payload_type=media.dtmf_payload_type,
+                                session_id=session_id, session_version=1)
+        flow = self._outbound_flow(transport, destination)
+        leg_id = self.endpoint.run_command(lambda now: self.ua.invite(
+            request_uri=request_uri, from_uri=from_uri, to_uri=to_uri, flow=flow, now=now,
+            body=bytes(offer), headers=headers, call_id=call_id, credentials=credentials))
+        assert isinstance(leg_id, int)
+        invite = self.ua.leg(leg_id)
+        leg = OutboundLeg(engine=self, leg_id=leg_id,
+                          call_id=invite.invite.call_id if invite else "", flow=flow,
+                          started_at=self._now(), rtp=rtp, session_id=session_id,
+                          target=request_uri, offer=offer)
+        rtp.on_dtmf = lambda digit: self._dtmf(leg, digit)
+        self.outbound[leg_id] = leg
+        leg.log.info("outbound call", target=request_uri,
+                     destination=f"{destination[0]}:{destination[1]}", transport=transport)
+        try:
+            await asyncio.wait_for(asyncio.shield(leg.answered), timeout)
+        except TimeoutError:
+            self.hangup(leg, "no answer")
+            raise OriginateFailed(408, "no answer") from None
+        return leg
+
+    def _outbound_flow(self, transport: str, destination: tuple[str, int]) -> Flow:
+        name = transport.upper()
+        local = next(((h, p) for t, h, p in self.listening if t.upper() == name), None)
+        return Flow(name, destination, None, local)
+
+    def _outbound_answered(self, leg: OutboundLeg, event: sip.CallEstablished) -> None:
+        response = event.response
+        try:
+            answer = sdp.SessionDescription.parse(response.body if response else b"")
+            result = sdp.process_answer(leg.offer, answer)
+        except sdp.SdpError as exc:
+            leg.log.warning("unusable SDP answer; hanging up", error=str(exc))
+            self.hangup(leg, "bad SDP answer")
+            return
+        leg.negotiated = result
+        assert leg.rtp is not None
+        leg.rtp.set_remote((result.remote_address, result.remote_port), result.codec,
+                           result.payload_type, result.dtmf_payload_type)
+        leg.state = CallState.ANSWERED
+        leg.log.info("outbound answered", codec=result.codec)
+        if not leg.answered.done():
+            leg.answered.set_result(None)
+
+    def _outbound_failed(self, event: sip.CallFailed) -> None:
+        leg = self.outbound.get(event.leg_id)
+        if leg is None:
+            return
+        if not leg.answered.done():
+            leg.answered.set_exception(OriginateFailed(event.status_code, event.reason))
+        self._ended(event.leg_id, f"failed {event.status_code} {event.reason}")
+
     # ---- ending -----------------------------------------------------------------------------
 
-    def hangup(self, call: Call, reason: str) -> None:
+    def leg(self, leg_id: int) -> MediaLeg | None:
+        return self.calls.get(leg_id) or self.outbound.get(leg_id)
+
+    def hangup(self, call: MediaLeg, reason: str) -> None:
         if call.state is CallState.ENDED:
             return
         if self.endpoint is not None and self.ua.leg(call.leg_id) is not None:
@@ -420,7 +532,7 @@ class Engine:
         self._ended(call.leg_id, reason)
 
     def _ended(self, leg_id: int, reason: str) -> None:
-        call = self.calls.pop(leg_id, None)
+        call: MediaLeg | None = self.calls.pop(leg_id, None) or self.outbound.pop(leg_id, None)
         if call is None:
             return
         call.state = CallState.ENDED
@@ -430,8 +542,12 @@ class Engine:
         if call.rtp is not None:
             stats = call.rtp.stats.as_dict()
             call.rtp.close()
-        if call.task is not None and call.task is not asyncio.current_task() and not call.task.done():
-            call.task.cancel()
+        task = call.task if isinstance(call, Call) else None
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+        if isinstance(call, OutboundLeg) and not call.answered.done():
+            call.answered.set_exception(OriginateFailed(487, reason))
+            call.answered.exception()  # retrieved: nobody may be awaiting any more
         call.log.info("call ended", reason=reason, duration=round(self._now() - call.started_at, 3),
                       rtp=stats)
 
