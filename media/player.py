@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from media.prompts import Prompt
 
-__all__ = ["Player"]
+__all__ = ["PayloadSource", "Player"]
+
+
+class PayloadSource(Protocol):
+    """What an RTP endpoint pulls one payload from per clock tick: a :class:`Player`, or a
+    bridge's mix feed. ``next_payload`` returns None at the end (the endpoint then drops it)."""
+
+    def next_payload(self, codec: str) -> bytes | None: ...
+
+    def stop(self) -> None: ...
 
 
 class Player:

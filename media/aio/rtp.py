@@ -23,7 +23,7 @@ from media.aio.clock import MediaClock
 from media.dtmf import DtmfPacket, DtmfReceiver, DtmfSender
 from media.errors import MediaError, PortsExhausted, RtpParseError
 from media.g711 import FRAME_SAMPLES, Codec, get_codec
-from media.player import Player
+from media.player import PayloadSource, Player
 from media.prompts import Prompt
 from media.rtp import (
     ReceiverReport,
@@ -194,6 +194,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.local_port = local_port
         self.on_dtmf = on_dtmf
         self.on_audio = on_audio
+        # Hook for a bridge: every valid RTP packet of a negotiated payload type (audio or
+        # telephone-event), raw, with its payload bounds, after stats, latching and local
+        # DTMF detection. One owner at a time; it must not raise (errors are logged).
+        self.packet_sink: Callable[[bytes, int, int], None] | None = None
         self.send_silence = send_silence
         # False while the SDP direction forbids us to send (hold: RFC 3264 §8.4): playback
         # keeps its pace but no packet leaves; the timestamp keeps running (RFC 3550 §5.1).
@@ -215,7 +219,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._send_address: Address | None = None
         self._latched = False
         self._rtcp_address: Address | None = None
-        self._player: Player | None = None
+        self._player: PayloadSource | None = None
         self._on_done: Callable[[], None] | None = None
         self._silence_payload = b""
         self._talking = False
@@ -266,6 +270,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 self.on_audio(self._codec.decode(data[start:end]))
             except Exception:
                 log.exception("rtp_on_audio_failed", port=self.local_port)
+        sink = self.packet_sink
+        if sink is not None:
+            try:
+                sink(data, start, end)
+            except Exception:
+                log.exception("rtp_packet_sink_failed", port=self.local_port)
 
     def _dtmf_in(self, data: bytes, now: float) -> None:
         try:
@@ -309,6 +319,35 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         return self._send_address
 
     @property
+    def clock(self) -> MediaClock:
+        """The shared media clock this endpoint ticks on."""
+        return self._clock
+
+    @property
+    def header_writer(self) -> RtpHeaderWriter:
+        """The leg's one outgoing header writer (SSRC, next sequence number, media time).
+
+        A bridge packs forwarded packets with it, so the stream stays one continuous RTP
+        stream (RFC 3550 §5.1) across prompt -> bridge -> prompt.
+        """
+        return self._writer
+
+    @property
+    def codec(self) -> Codec | None:
+        """The negotiated audio codec, None before :meth:`set_remote`."""
+        return self._codec
+
+    @property
+    def payload_type(self) -> int:
+        """The negotiated audio payload type (-1 before :meth:`set_remote`)."""
+        return self._payload_type
+
+    @property
+    def dtmf_payload_type(self) -> int | None:
+        """The peer's telephone-event payload type (RFC 4733), None if not negotiated."""
+        return None if self._dtmf_payload_type < 0 else self._dtmf_payload_type
+
+    @property
     def playing(self) -> bool:
         """True while a player is attached."""
         return self._player is not None
@@ -350,6 +389,29 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._player = player
         self._on_done = on_done
         return player
+
+    def attach_source(self, source: PayloadSource) -> None:
+        """Pull one payload per tick from ``source`` (e.g. a bridge's mix), like a player
+        without ``on_done``; replaces any playback. Detach with :meth:`stop_playback`."""
+        self._player = source
+        self._on_done = None
+
+    def transmit(self, packet: bytes) -> bool:
+        """Send a complete RTP packet built with :attr:`header_writer` (bridge forwarding).
+
+        Not sent (returns False) while :attr:`sending` is off or no address is known. The
+        next audio the endpoint sends itself starts a new talkspurt (marker bit).
+        """
+        transport = self._transport
+        address = self._send_address
+        if transport is None or address is None or not self.sending:
+            return False
+        transport.sendto(packet, address)
+        stats = self._stats
+        stats.packets_sent += 1
+        stats.bytes_sent += len(packet)
+        self._talking = False
+        return True
 
     def stop_playback(self) -> None:
         """Stop the current playback without calling its ``on_done``."""
