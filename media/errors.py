@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 __all__ = [
+    "BridgeError",
     "CodecError",
     "DtmfError",
     "MediaError",
     "PortsExhausted",
     "PromptError",
+    "RecorderError",
     "RtcpParseError",
     "RtpParseError",
 ]
@@ -39,3 +41,14 @@ class PromptError(MediaError):
 
 class PortsExhausted(MediaError):
     """No even RTP port (with RTCP on port+1) is free in the configured range."""
+
+
+class BridgeError(MediaError):
+    """A bridge or tap was misused (leg without a negotiated codec, unknown tap, stopped)."""
+
+
+class RecorderError(MediaError):
+    """A recording could not be written (disk full, I/O error); the recording has stopped.
+
+    Raised once per recorder, at the first failure; later writes are ignored.
+    """
