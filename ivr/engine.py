@@ -113,6 +113,17 @@ class Call(MediaLeg):
     trunk: str
     request: Request
     task: asyncio.Task[None] | None = None
+    ringing: bool = False
+    menu_path: str = ""
+
+    async def answer(self) -> bool:
+        return await self.engine.answer(self)
+
+    def ring(self) -> None:
+        self.engine.ring(self)
+
+    def reject(self, status: int, reason: str | None = None) -> None:
+        self.engine.reject(self, status, reason)
 
 
 class OriginateFailed(Exception):
@@ -317,18 +328,11 @@ class Engine:
                     session_id=self.rng.randrange(1, 2**31))
         self.calls[event.leg_id] = call
         bound.info("call admitted", trunk=decision.trunk, caller=call.caller, called=call.called)
-        call.task = asyncio.get_running_loop().create_task(self._run_call(call, request.body))
+        call.task = asyncio.get_running_loop().create_task(self._run_call(call))
 
-    async def _run_call(self, call: Call, offer_body: bytes) -> None:
+    async def _run_call(self, call: Call) -> None:
         structlog.contextvars.bind_contextvars(call_id=call.call_id)
         try:
-            delay = self.settings.default_call.answer_after_ms / 1000
-            if delay > 0:
-                assert self.endpoint is not None
-                self.endpoint.run_command(lambda now: self.ua.ring(call.leg_id, now))
-                await asyncio.sleep(delay)
-            if not await self._answer(call, offer_body):
-                return
             await self.behaviour(call)
         except asyncio.CancelledError:
             raise
@@ -337,6 +341,29 @@ class Engine:
         finally:
             if call.state is not CallState.ENDED:
                 self.hangup(call, "behaviour finished")
+
+    def ring(self, call: Call) -> None:
+        """Send 180 Ringing (once; the call must not be answered yet)."""
+        assert self.endpoint is not None
+        if call.state is CallState.SETTING_UP and not call.ringing:
+            call.ringing = True
+            self.endpoint.run_command(lambda now: self.ua.ring(call.leg_id, now))
+
+    def reject(self, call: Call, status: int, reason: str | None = None) -> None:
+        """Refuse a call that is not answered yet with a final status (e.g. 486, 603, 404)."""
+        if call.state is CallState.SETTING_UP:
+            self._reject(call, status, reason)
+        else:
+            self.hangup(call, reason or f"rejected {status}")
+
+    async def answer(self, call: Call) -> bool:
+        """Negotiate the caller's offer, open RTP and send 200 OK. False if the call could
+        not be answered (it has then been rejected with the right status)."""
+        if call.state is CallState.ANSWERED:
+            return True
+        if call.state is CallState.ENDED:
+            return False
+        return await self._answer(call, call.request.body)
 
     async def _answer(self, call: Call, offer_body: bytes) -> bool:
         assert self.ports is not None and self.clock is not None and self.endpoint is not None
@@ -578,6 +605,11 @@ def _info_digit(request: Request) -> str | None:
 async def default_behaviour(call: Call) -> None:
     """The foundation's built-in behaviour: welcome, one digit, say it, hang up."""
     cfg = call.engine.settings.default_call
+    if cfg.answer_after_ms > 0:
+        call.ring()
+        await asyncio.sleep(cfg.answer_after_ms / 1000)
+    if not await call.answer():
+        return
     await call.play(await call.engine.tts(cfg.welcome_text))
     digit = await call.collect_digit(cfg.digit_timeout_seconds)
     if digit is None:

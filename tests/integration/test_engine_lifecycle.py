@@ -15,7 +15,7 @@ import pytest
 
 from sipstack.message import StreamFramer, parse_message
 
-from .conftest import RunningEngine, SippResult, free_port, run_sipp
+from .conftest import RunningEngine, SippResult, free_port, rtp_range, run_sipp
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,8 @@ def _in_thread(fn: Any, *args: Any, **kwargs: Any) -> tuple[threading.Thread, li
 
 def test_rtp_port_exhaustion_answers_503_and_keeps_serving(engine_factory: Any,
                                                           tmp_path: Path) -> None:
-    engine: RunningEngine = engine_factory(media={"rtp_port_min": 33000, "rtp_port_max": 33000})
+    port, _ = rtp_range()  # one RTP port pair, not shared with any other engine of the run
+    engine: RunningEngine = engine_factory(media={"rtp_port_min": port, "rtp_port_max": port})
     first, results = _in_thread(run_sipp, "uac_caller_bye.xml", engine, tmp_path,
                                 subst={"hold_ms": "4000"})
     engine.wait_for("call answered")
