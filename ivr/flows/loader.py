@@ -338,15 +338,16 @@ class _Loader:
                     self._at(state, ("nodes", node_id, *path),
                              f"target node {target!r} does not exist in flow {spec.flow!r}"
                              + _suggest(target, ids))
-            for name in node.assigned_variables():
-                assigned.setdefault(name, ("nodes", node_id))
+            for path, name in node.assigned_variables():
+                assigned.setdefault(name, ("nodes", node_id, *path))
         for name in spec.variables:
             if name in _RESERVED_VARIABLES:
                 self._at(state, ("variables", name),
                          f"variable name {name!r} is reserved (builtin or function)", key=True)
         for name, path in assigned.items():
             if name in _RESERVED_VARIABLES:
-                self._at(state, path, f"variable name {name!r} is reserved (builtin or function)")
+                self._at(state, path, f"variable name {name!r} is reserved (builtin or function)",
+                         key=path[-1] == name)
         variables = frozenset(spec.variables) | frozenset(assigned)
         for node_id, node in state.nodes.items():
             for path, expression in node.expressions():

@@ -203,6 +203,14 @@ def _as_list(value: Any) -> Any:
     return value
 
 
+def non_empty(value: Any) -> Any:
+    """For collections: unlike ``Field(min_length=1)`` it runs only once the items are
+    valid, so a bad item is not also reported as "must not be empty"."""
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
 def _non_empty_items(value: tuple[Any, ...]) -> tuple[Any, ...]:
     if not value:
         raise ValueError("needs at least one prompt item")
@@ -232,7 +240,7 @@ def _non_empty_variants(value: dict[str, tuple[Any, ...]]) -> dict[str, tuple[An
 def _variants(value: Any) -> dict[str, tuple[Any, ...]]:
     if isinstance(value, tuple):
         return {"default": value}
-    return dict(value)
+    return _non_empty_variants(dict(value))
 
 
 if TYPE_CHECKING:
@@ -241,10 +249,7 @@ else:
     Prompts = Annotated[
         Annotated[Annotated[_Items, AfterValidator(_non_empty_items)], Tag("List")]
         | Annotated[
-            Annotated[
-                dict[str, Annotated[_Items, BeforeValidator(_as_list)]],
-                AfterValidator(_non_empty_variants),
-            ],
+            dict[str, Annotated[_Items, BeforeValidator(_as_list)]],
             Tag("ByLanguage"),
         ],
         Discriminator(_prompt_kind),
@@ -356,7 +361,8 @@ class NodeSpec(_Model):
     def expressions(self) -> Iterator[tuple[DocPath, Expression]]:
         return iter(())
 
-    def assigned_variables(self) -> Iterator[str]:
+    def assigned_variables(self) -> Iterator[tuple[DocPath, str]]:
+        """Variables this node sets, with the field naming each."""
         return iter(())
 
     def subflows(self) -> Iterator[tuple[DocPath, str]]:

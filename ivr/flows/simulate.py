@@ -81,6 +81,9 @@ def simulate(
     extra = [f"{k}={v}" for k, v in sorted(profile.extra.items())]
     if flags or extra:
         lines.append("profile: " + ", ".join(flags + extra))
+    if flow_id not in flow_set.flows:
+        lines.append(f"simulation error: no flow {flow_id!r} (check the routes)")
+        return lines
     keys = deque(key for entry in digits for key in entry.strip())
     context = CallContext(caller=caller, called=number, trunk=trunk, headers=header_map,
                           profile=profile, language=lang)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from ivr.yamlloc import DocPath
 
 from ..expressions import Expression
-from ..model import Activity, ExprField, NodeId, NodeSpec, Runtime, _Model, register_node
+from ..model import Activity, ExprField, NodeId, NodeSpec, Runtime, _Model, non_empty, register_node
 
 
 class Condition(_Model):
@@ -22,7 +23,7 @@ class BranchNode(NodeSpec):
     """Conditions are tried in order. A condition that fails to evaluate is logged and the
     call goes to ``default`` (never to a later condition: the admin's order is a priority)."""
 
-    conditions: tuple[Condition, ...] = Field(min_length=1)
+    conditions: Annotated[tuple[Condition, ...], AfterValidator(non_empty)]
     default: NodeId
 
     TARGET_FIELDS = ("default",)

@@ -9,7 +9,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from ivr.yamlloc import located_error
+from ivr.yamlloc import DocPath, located_error
 
 from ..model import (
     Activity,
@@ -65,8 +65,8 @@ class CollectNode(NodeSpec):
             )
         return self
 
-    def assigned_variables(self) -> Iterator[str]:
-        yield self.variable
+    def assigned_variables(self) -> Iterator[tuple[DocPath, str]]:
+        yield ("variable",), self.variable
 
     def enter(self, rt: Runtime) -> Activity | None:
         activity = _Collect(self)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from ivr.yamlloc import DocPath, located_error
 
@@ -21,6 +21,7 @@ from ..model import (
     PromptVariants,
     Runtime,
     _Model,
+    non_empty,
     register_node,
 )
 
@@ -57,7 +58,7 @@ class MenuNode(NodeSpec):
     ``in_menu_path: false``)."""
 
     prompts: PromptsField
-    options: dict[str, NodeId | MenuOption] = Field(min_length=1)
+    options: Annotated[dict[str, NodeId | MenuOption], AfterValidator(non_empty)]
     no_input: PromptsField | None = None
     invalid: PromptsField | None = None
     retries: int = Field(2, ge=0, le=10)

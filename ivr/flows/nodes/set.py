@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator
 
 from ivr.yamlloc import DocPath
 
 from ..expressions import Expression
-from ..model import Activity, ExprField, NodeId, NodeSpec, Runtime, VariableName, register_node
+from ..model import (
+    Activity,
+    ExprField,
+    NodeId,
+    NodeSpec,
+    Runtime,
+    VariableName,
+    non_empty,
+    register_node,
+)
 
 
 @register_node("set")
@@ -18,15 +28,16 @@ class SetNode(NodeSpec):
     numbers and booleans are literals. A value that fails to evaluate leaves its variable
     unchanged and is logged; the flow goes on."""
 
-    variables: dict[VariableName, ExprField] = Field(min_length=1)
+    variables: Annotated[dict[VariableName, ExprField], AfterValidator(non_empty)]
     next: NodeId | None = None
 
     def expressions(self) -> Iterator[tuple[DocPath, Expression]]:
         for name, expression in self.variables.items():
             yield ("variables", name), expression
 
-    def assigned_variables(self) -> Iterator[str]:
-        return iter(self.variables)
+    def assigned_variables(self) -> Iterator[tuple[DocPath, str]]:
+        for name in self.variables:
+            yield ("variables", name), name
 
     def enter(self, rt: Runtime) -> Activity | None:
         for name, expression in self.variables.items():
