@@ -338,6 +338,9 @@ def _even_port(value: int) -> int:
 class TtsSettings(_Model):
     voice: str | None = None
     rate: int | None = Field(None, ge=40, le=600, description="words per minute")
+    # Voice per call language (e.g. {fr: fr, en: en-us}); a language without one uses
+    # ``voice``, else its own code as the espeak-ng voice name.
+    voices: dict[str, str] = Field(default_factory=dict)
     cache_dir: ConfigPath = Field(Path("var/tts-cache"), validate_default=True)
 
 

@@ -108,7 +108,8 @@ class MediaLeg:
 class Call(MediaLeg):
     """An inbound call: the caller's leg and the behaviour running for it."""
 
-    caller: str
+    caller: str  # the From URI
+    caller_number: str  # its user part ("anonymous" when withheld)
     called: str
     trunk: str
     request: Request
@@ -211,12 +212,20 @@ class Engine:
             except MediaError as exc:
                 log.error("TTS prompt could not be rendered", text=text, error=str(exc))
 
-    def _tts_sync(self, text: str) -> Prompt:
+    def _tts_sync(self, text: str, voice: str | None = None, rate: int | None = None) -> Prompt:
         tts = self.settings.media.tts
-        return self.prompts.tts(text, voice=tts.voice, rate=tts.rate)
+        return self.prompts.tts(text, voice=voice or tts.voice, rate=rate or tts.rate)
 
-    async def tts(self, text: str) -> Prompt:
-        return await asyncio.get_running_loop().run_in_executor(None, self._tts_sync, text)
+    async def tts(self, text: str, *, voice: str | None = None, rate: int | None = None,
+                  language: str | None = None) -> Prompt:
+        """Render ``text`` once (cached). Voice: the explicit one, else the one configured
+        for ``language`` (``media.tts.voices``), else the default voice, else the language
+        code itself (an espeak-ng voice name such as ``fr``)."""
+        tts = self.settings.media.tts
+        if voice is None and language is not None:
+            voice = tts.voices.get(language) or tts.voice or language
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._tts_sync, text, voice, rate)
 
     async def shutdown(self) -> None:
         """Stop admitting calls; drain or hang up active ones within the grace period."""
@@ -323,7 +332,9 @@ class Engine:
             bound.warning("call rejected: max_calls reached", max_calls=max_calls)
             return
         call = Call(engine=self, leg_id=event.leg_id, call_id=call_id,
-                    caller=str(request.from_.uri), called=request.request_uri.user or "",
+                    caller=str(request.from_.uri),
+                    caller_number=request.from_.uri.user or "",
+                    called=request.request_uri.user or "",
                     trunk=decision.trunk, request=request, flow=event.flow, started_at=now,
                     session_id=self.rng.randrange(1, 2**31))
         self.calls[event.leg_id] = call
