@@ -460,8 +460,7 @@ class Bridge:
             leg.packet_sink = None
             leg.send_silence = self._saved_silence.pop(side, leg.send_silence)
         self._held.clear()
-        self._mixer.caller.clear()
-        self._mixer.agent.clear()
+        self._mixer.reset()
 
     def refresh(self) -> None:
         """Re-read codecs and payload types from the legs (after a re-INVITE)."""

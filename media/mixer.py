@@ -208,6 +208,13 @@ class CallMixer:
             self._taps.remove(tap)
             self._changed()
 
+    def reset(self) -> None:
+        """Forget queued frames and the memoised mix (the bridge stopped; a restarted clock
+        numbers its ticks from 0 again)."""
+        self.caller.clear()
+        self.agent.clear()
+        self._last = None
+
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change()
