@@ -74,6 +74,9 @@ class FlowRuntime:
         call = self.call
         for action in actions:
             if isinstance(action, fa.Answer):
+                if action.ring_seconds > 0:
+                    call.ring()
+                    await asyncio.sleep(action.ring_seconds)
                 if await call.answer():
                     self.events.put_nowait(fa.CallAnswered())
                 else:

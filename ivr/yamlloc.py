@@ -234,6 +234,11 @@ class _Builder:
         except yaml.constructor.ConstructorError as exc:
             self._problem(exc.problem_mark or node.start_mark, path, _yaml_message(exc))
             return None
+        except (ValueError, OverflowError) as exc:
+            # e.g. an unquoted impossible date (2026-02-30): YAML resolves it as a timestamp
+            # and the constructor raises; report it where it is written.
+            self._problem(node.start_mark, path, f"invalid value {node.value!r}: {exc}")
+            return None
 
     def _mapping(self, node: yaml.MappingNode, path: DocPath, depth: int) -> dict[Any, Any]:
         if node.tag != "tag:yaml.org,2002:map":

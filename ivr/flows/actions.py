@@ -111,7 +111,10 @@ PromptItem = TtsPrompt | FilePrompt | TonePrompt | SilencePrompt
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Answer:
-    """Answer the call (200 OK); reply with :class:`CallAnswered` once done."""
+    """Answer the call (200 OK); reply with :class:`CallAnswered` once done. With
+    ``ring_seconds``, ring (180) that long first."""
+
+    ring_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

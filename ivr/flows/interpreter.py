@@ -252,7 +252,7 @@ class FlowSession:
             if node.NEEDS_MEDIA and not self._answered:
                 if not self._answer_sent:
                     self._answer_sent = True
-                    self._emit(Answer())
+                    self._emit(Answer(ring_seconds=float(getattr(node, "ring_seconds", 0.0))))
                 self._awaiting_answer = (flow_id, node_id)
                 break
             activity = node.enter(self)

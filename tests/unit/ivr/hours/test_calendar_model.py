@@ -175,11 +175,6 @@ def test_bad_dates(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ivr.yamlloc lets the ValueError of an unquoted impossible date (2026-02-30) escape "
-    "instead of reporting a located problem; fix belongs in ivr/yamlloc.py (_Builder.build)",
-)
 def test_unquoted_impossible_date_is_a_located_problem(tmp_path: Path) -> None:
     assert problems(tmp_path, "hours:\n  timezone: UTC\n  holidays:\n    - date: 2026-02-30\n")
 
