@@ -27,6 +27,11 @@ from media.aio.loop import install_best_event_loop_policy  # noqa: E402
 
 async def looping_welcome(call: Call) -> None:
     """Loop the welcome prompt until the caller hangs up (no digit collection, no timeout)."""
+    # Behaviours answer the call themselves once Call.answer exists (the engine's default
+    # behaviour does); older engines answered before running the behaviour.
+    answer = getattr(call, "answer", None)
+    if answer is not None and not await answer():
+        return
     prompt = await call.engine.tts(call.engine.settings.default_call.welcome_text)
     if call.rtp is None:
         return
