@@ -59,7 +59,7 @@ def bench_tick(legs: int, ticks: int) -> None:
     # Incoming packets: one per leg per tick, consecutive sequence numbers.
     hdr = struct.Struct("!BBHII")
     payload = bytes(160)
-    clock._start = 0.0  # drive _fire by hand: no sleeping
+    clock._start = loop.time()  # drive _fire by hand: no sleeping
     t0 = time.perf_counter()
     for _ in range(ticks):
         clock._handle = None
@@ -93,11 +93,12 @@ INVITE = (
     "Max-Forwards: 70\r\n"
     "Subject: switchhook bench\r\n"
     "Content-Type: application/sdp\r\n"
-    "Content-Length: 199\r\n\r\n"
+    "Content-Length: {len}\r\n\r\n"
     "v=0\r\no=sipp 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
     "t=0 0\r\nm=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
     "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\n"
-).encode()
+)
+INVITE = INVITE.replace("{len}", str(len(INVITE.split("\r\n\r\n", 1)[1]))).encode()
 BYE = (
     "BYE sip:100@127.0.0.1:5090 SIP/2.0\r\n"
     "Via: SIP/2.0/UDP 127.0.0.1:5091;branch=z9hG4bK-24741-1-5\r\n"
