@@ -1,4 +1,4 @@
-"""``switchhook`` command line: run the engine, check configuration."""
+"""``switchhook`` command line: run the engine, check configuration, simulate, hours."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from media.aio.loop import install_best_event_loop_policy
 
-from .config import DEFAULT_CONFIG_PATH, ConfigError, Settings, load_settings
+from .config import DEFAULT_CONFIG_PATH, ConfigError, load_settings
 from .logs import configure_logging, get_logger
 
 
@@ -18,64 +18,142 @@ def _config_path(value: str | None) -> Path:
     return Path(value) if value else Path(DEFAULT_CONFIG_PATH)
 
 
+def _print_problems(exc: ConfigError) -> None:
+    print(str(exc), file=sys.stderr)
+    count = len(exc.problems)
+    print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the config, every flow and their cross references at once."""
+    from .loading import load_all
+
     path = _config_path(args.config)
     try:
-        load_settings(path)
+        loaded = load_all(path)
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)  # noqa: T201 - CLI output
-        count = len(exc.problems)
-        print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)  # noqa: T201
+        _print_problems(exc)
         return 1
-    print(f"{path}: OK")  # noqa: T201
+    print(f"{path}: OK ({len(loaded.flows.flows)} flows: {', '.join(sorted(loaded.flows.flows))})")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .loading import load_all
+
     path = _config_path(args.config)
     try:
-        settings = load_settings(path)
+        loaded = load_all(path)
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)  # noqa: T201
+        _print_problems(exc)
         return 1
-    configure_logging(settings.logging.level, settings.logging.format,
-                      settings.logging.file)
+    settings = loaded.settings
+    configure_logging(settings.logging.level, settings.logging.format, settings.logging.file)
     loop_name = install_best_event_loop_policy()
     log = get_logger("switchhook")
-    log.info("starting", config=str(path), event_loop=loop_name)
+    log.info("starting", config=str(path), event_loop=loop_name,
+             flows=sorted(loaded.flows.flows))
     try:
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(loaded, path))
     except OSError as exc:
         log.error("cannot start", error=str(exc))
         return 1
     return 0
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(loaded: object, path: Path) -> None:
     from .engine import Engine
+    from .loading import Loaded
 
-    engine = Engine(settings)
+    assert isinstance(loaded, Loaded)
+    engine = Engine(loaded.settings, flows=loaded.flows, config_path=path)
     await engine.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, engine.reload)
     get_logger("switchhook").info("ready", listening=[f"{t}:{h}:{p}"
                                                       for t, h, p in engine.listening])
     await stop.wait()
     await engine.shutdown()
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Walk a call through the flows without SIP and print what happens."""
+    from .flows.simulate import run_simulate
+    from .loading import load_all
+
+    try:
+        loaded = load_all(_config_path(args.config))
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    code, lines = run_simulate(args, loaded.flows)
+    for line in lines:
+        print(line)
+    return code
+
+
+def cmd_hours(args: argparse.Namespace) -> int:
+    """Print open/closed windows, or the decision and its rule at one instant."""
+    from .hours import SystemClock, parse_clock, run_hours_command
+
+    try:
+        settings = load_settings(_config_path(args.config))
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
+    if settings.hours is None:
+        print("no business hours configured (section 'hours'): always open", file=sys.stderr)
+        return 1
+    try:
+        clock = parse_clock(args.clock) if args.clock else SystemClock()
+    except ValueError as exc:
+        print(f"--clock: {exc}", file=sys.stderr)
+        return 2
+    code, lines = run_hours_command(
+        settings.hours, now=clock.now(), queue=args.queue, language=args.lang,
+        channel=args.channel, from_date=args.from_date, days=args.days, at=args.at,
+        known_queues=[q.name for q in settings.acd.queues])
+    for line in lines:
+        print(line)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchhook",
                                      description="SIP call-control engine with YAML IVR")
     sub = parser.add_subparsers(dest="command", required=True)
+    config_help = f"config file (default {DEFAULT_CONFIG_PATH})"
+
     run = sub.add_parser("run", help="start the engine")
-    run.add_argument("--config", help=f"config file (default {DEFAULT_CONFIG_PATH})")
+    run.add_argument("--config", help=config_help)
     run.set_defaults(func=cmd_run)
-    check = sub.add_parser("check", help="validate the configuration and report every problem")
-    check.add_argument("--config", help=f"config file (default {DEFAULT_CONFIG_PATH})")
+
+    check = sub.add_parser("check", help="validate config and flows; report every problem")
+    check.add_argument("--config", help=config_help)
     check.set_defaults(func=cmd_check)
+
+    from .flows.simulate import add_simulate_arguments
+
+    simulate = sub.add_parser("simulate", help="walk a call through the flows without SIP")
+    simulate.add_argument("--config", help=config_help)
+    add_simulate_arguments(simulate)
+    simulate.set_defaults(func=cmd_simulate)
+
+    hours = sub.add_parser("hours", help="business hours: windows, or open/closed at a time")
+    hours.add_argument("--config", help=config_help)
+    hours.add_argument("--queue")
+    hours.add_argument("--lang")
+    hours.add_argument("--channel", default="voice")
+    hours.add_argument("--from", dest="from_date", metavar="DATE")
+    hours.add_argument("--days", type=int, default=7)
+    hours.add_argument("--at", metavar="TIME", help="e.g. 2026-12-24T17:30 (calendar's zone)")
+    hours.add_argument("--clock", help="TEST ONLY: evaluate 'now' as this instant "
+                                       "(2026-12-25T10:00:00+01:00) or offset (+3d4h)")
+    hours.set_defaults(func=cmd_hours)
+
     args = parser.parse_args(argv)
     return int(args.func(args))
 

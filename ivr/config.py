@@ -34,9 +34,13 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ivr.acd import AcdSettings
+from ivr.flows import ProfileConfig, RoutesConfig
+from ivr.hours import AfterHoursConfig, HoursConfig
 from ivr.yamlloc import (
     ConfigError,
     DocPath,
+    LocatedDocument,
     Problem,
     load_yaml,
     located_error,
@@ -49,8 +53,8 @@ __all__ = [
     "DEFAULT_CONFIG_PATH",
     "AdminSettings",
     "ConfigError",
-    "DefaultCallSettings",
     "DigestAuth",
+    "FlowsSettings",
     "Listener",
     "LoggingSettings",
     "MediaSettings",
@@ -63,6 +67,7 @@ __all__ = [
     "Trunk",
     "TtsSettings",
     "load_settings",
+    "load_settings_document",
 ]
 
 DEFAULT_CONFIG_PATH = Path("config/switchhook.yaml")
@@ -529,19 +534,17 @@ def _digit_template(value: str) -> str:
     return value
 
 
-class DefaultCallSettings(_Model):
-    """The foundation's built-in call behaviour, until YAML flows replace it."""
+class FlowsSettings(_Model):
+    """Where the YAML flows live and how edits are picked up.
 
-    welcome_text: Annotated[str, Field(min_length=1)] = (
-        "Welcome to switchhook. Please press a digit."
-    )
-    digit_timeout_seconds: float = Field(10, gt=0, le=300)
-    # Ring (180) this long before answering; 0 answers at once.
-    answer_after_ms: int = Field(0, ge=0, le=60000)
-    goodbye_text: Annotated[str, Field(min_length=1), AfterValidator(_digit_template)] = (
-        "You pressed {digit}. Goodbye."
-    )
-    no_input_text: Annotated[str, Field(min_length=1)] = "No digit received. Goodbye."
+    ``dir``: every ``*.yaml`` there is loaded and validated together. ``watch``: reload when
+    a file changes (checked every ``watch_interval_seconds``); SIGHUP always reloads. A bad
+    edit is rejected with located errors in the log and the running flows stay; calls in
+    progress keep the version they started with."""
+
+    dir: ConfigPath = Field(Path("../flows"), validate_default=True)
+    watch: bool = True
+    watch_interval_seconds: float = Field(1.0, gt=0, le=60)
 
 
 class ShutdownSettings(_Model):
@@ -571,7 +574,12 @@ class Settings(_Model):
     sip: SipSettings = _section()
     media: MediaSettings = _section()
     trunks: tuple[Trunk, ...] = ()
-    default_call: DefaultCallSettings = _section()
+    flows: FlowsSettings = _section()
+    routes: RoutesConfig = _section()
+    profile: ProfileConfig = _section()
+    hours: HoursConfig | None = None
+    after_hours: AfterHoursConfig = _section()
+    acd: AcdSettings = _section()
     shutdown: ShutdownSettings = _section()
     logging: LoggingSettings = _section()
     admin: AdminSettings = _section()
@@ -622,6 +630,14 @@ class Settings(_Model):
 
 def load_settings(path: str | os.PathLike[str] = DEFAULT_CONFIG_PATH) -> Settings:
     """Load and validate the engine configuration; raise ConfigError listing every problem."""
+    return load_settings_document(path)[1]
+
+
+def load_settings_document(
+    path: str | os.PathLike[str] = DEFAULT_CONFIG_PATH,
+) -> tuple[LocatedDocument, Settings]:
+    """Like :func:`load_settings`, also returning the located document (to locate problems
+    found by later cross-checks, e.g. routes naming a missing flow)."""
     document = load_yaml(path)
     base_dir = Path(os.fspath(path)).resolve().parent
-    return validate(document, Settings, context={"base_dir": base_dir})
+    return document, validate(document, Settings, context={"base_dir": base_dir})

@@ -12,6 +12,7 @@ import enum
 import random
 import secrets
 import ssl
+from pathlib import Path
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +31,12 @@ from sipstack.transaction import Flow
 
 from .admission import Admitted, Challenge, Forbidden, TrunkAdmission
 from .config import Listener, Settings
+from .flows import FlowSet
+from .flows.interpreter import CallContext, FlowSession
+from .flows.model import TtsItem
+from .flows.profile import CallerProfile, parse_profile
+from .runtime import FlowRuntime
+from .yamlloc import ConfigError
 from .logs import call_log_context
 
 log = structlog.get_logger("switchhook.engine")
@@ -116,6 +123,8 @@ class Call(MediaLeg):
     task: asyncio.Task[None] | None = None
     ringing: bool = False
     menu_path: str = ""
+    flows: FlowSet | None = None  # the flow set the call started with (hot reload safe)
+    profile: CallerProfile = field(default_factory=CallerProfile)
 
     async def answer(self) -> bool:
         return await self.engine.answer(self)
@@ -151,11 +160,18 @@ Behaviour = Callable[[Call], Awaitable[None]]
 
 
 class Engine:
-    def __init__(self, settings: Settings, *, behaviour: Behaviour | None = None,
-                 rng: random.Random | None = None) -> None:
+    def __init__(self, settings: Settings, *, flows: FlowSet | None = None,
+                 behaviour: Behaviour | None = None, rng: random.Random | None = None,
+                 config_path: Path | None = None) -> None:
         self.settings = settings
+        self.flows = flows
+        self.config_path = config_path
         self.rng = rng or random.Random(secrets.randbits(64))
-        self.behaviour = behaviour or default_behaviour
+        if behaviour is None and flows is None:
+            raise ValueError("an Engine needs flows or a behaviour")
+        self.behaviour = behaviour or flow_behaviour
+        self._watch_task: asyncio.Task[None] | None = None
+        self._watched: dict[Path, float] = {}
         sip_settings = settings.sip
         timers = TimerSettings(sip_settings.timers.t1_ms / 1000, sip_settings.timers.t2_ms / 1000,
                                sip_settings.timers.t4_ms / 1000)
@@ -199,18 +215,73 @@ class Engine:
             self.listening.append((listener.transport, local[0], local[1]))
             log.info("listening", transport=listener.transport, host=local[0], port=local[1])
         await self._prewarm()
+        if self.config_path is not None and self.settings.flows.watch:
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch())
 
     async def _prewarm(self) -> None:
-        """Render the default behaviour's TTS once before the first call needs it."""
-        texts = [self.settings.default_call.welcome_text, self.settings.default_call.no_input_text]
-        texts += [self.settings.default_call.goodbye_text.format(digit=d)
-                  for d in "0123456789*#"]
-        loop = asyncio.get_running_loop()
-        for text in texts:
+        """Render every fixed TTS text of the flows once before the first call needs it."""
+        if self.flows is None:
+            return
+        texts = sorted(static_tts_texts(self.flows))
+        for text, language, voice, rate in texts:
             try:
-                await loop.run_in_executor(None, self._tts_sync, text)
+                await self.tts(text, voice=voice, rate=rate, language=language)
             except MediaError as exc:
                 log.error("TTS prompt could not be rendered", text=text, error=str(exc))
+        log.info("prompts ready", tts_texts=len(texts))
+
+    # ---- hot reload -------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Reload config + flows; swap the flows in atomically if they are valid. Calls in
+        progress keep the flow set they started with. Returns whether it was swapped in."""
+        from .loading import load_all
+
+        if self.config_path is None:
+            return False
+        try:
+            loaded = load_all(self.config_path)
+        except ConfigError as exc:
+            log.error("reload rejected; the running flows stay", problems=len(exc.problems),
+                      errors=[str(p) for p in exc.problems])
+            return False
+        changed = [name for name in type(loaded.settings).model_fields
+                   if name not in ("flows", "routes", "profile")
+                   and getattr(loaded.settings, name) != getattr(self.settings, name)]
+        if changed:
+            log.warning("config sections changed that need a restart to apply",
+                        sections=changed)
+        self.flows = loaded.flows
+        self._watched = self._watch_snapshot()
+        log.info("flows reloaded", flows=sorted(loaded.flows.flows))
+        return True
+
+    def _watch_snapshot(self) -> dict[Path, float]:
+        paths: list[Path] = []
+        if self.config_path is not None:
+            paths.append(self.config_path)
+        flows_dir = self.settings.flows.dir
+        if flows_dir.is_dir():
+            paths.extend(sorted(flows_dir.glob("*.yaml")))
+        out: dict[Path, float] = {}
+        for path in paths:
+            try:
+                out[path] = path.stat().st_mtime_ns
+            except OSError:
+                continue
+        return out
+
+    async def _watch(self) -> None:
+        """Poll the config and flow files (no inotify dependency); reload on change."""
+        self._watched = self._watch_snapshot()
+        interval = self.settings.flows.watch_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            current = self._watch_snapshot()
+            if current != self._watched:
+                self._watched = current
+                log.info("flow or config files changed; reloading")
+                self.reload()
 
     def _tts_sync(self, text: str, voice: str | None = None, rate: int | None = None) -> Prompt:
         tts = self.settings.media.tts
@@ -224,12 +295,18 @@ class Engine:
         tts = self.settings.media.tts
         if voice is None and language is not None:
             voice = tts.voices.get(language) or tts.voice or language
+        # Hot path (every call's prompts): an already rendered prompt needs no thread hop.
+        cached = self.prompts.cached_tts(text, voice=voice or tts.voice, rate=rate or tts.rate)
+        if cached is not None:
+            return cached
         return await asyncio.get_running_loop().run_in_executor(
             None, self._tts_sync, text, voice, rate)
 
     async def shutdown(self) -> None:
         """Stop admitting calls; drain or hang up active ones within the grace period."""
         self.accepting = False
+        if self._watch_task is not None:
+            self._watch_task.cancel()
         cfg = self.settings.shutdown
         log.info("shutting down", active_calls=len(self.calls), mode=cfg.mode,
                  grace_seconds=cfg.grace_seconds)
@@ -336,7 +413,7 @@ class Engine:
                     caller_number=request.from_.uri.user or "",
                     called=request.request_uri.user or "",
                     trunk=decision.trunk, request=request, flow=event.flow, started_at=now,
-                    session_id=self.rng.randrange(1, 2**31))
+                    session_id=self.rng.randrange(1, 2**31), flows=self.flows)
         self.calls[event.leg_id] = call
         bound.info("call admitted", trunk=decision.trunk, caller=call.caller, called=call.called)
         call.task = asyncio.get_running_loop().create_task(self._run_call(call))
@@ -613,20 +690,44 @@ def _info_digit(request: Request) -> str | None:
     return None
 
 
-async def default_behaviour(call: Call) -> None:
-    """The foundation's built-in behaviour: welcome, one digit, say it, hang up."""
-    cfg = call.engine.settings.default_call
-    if cfg.answer_after_ms > 0:
-        call.ring()
-        await asyncio.sleep(cfg.answer_after_ms / 1000)
-    if not await call.answer():
+async def flow_behaviour(call: Call) -> None:
+    """Run the call through the flow its route selects (the flow set it started with)."""
+    flows = call.flows
+    if flows is None:
+        call.reject(500, "no flows loaded")
         return
-    await call.play(await call.engine.tts(cfg.welcome_text))
-    digit = await call.collect_digit(cfg.digit_timeout_seconds)
-    if digit is None:
-        call.log.info("no digit received")
-        await call.play(await call.engine.tts(cfg.no_input_text))
-    else:
-        call.log.info("digit collected", digit=digit)
-        await call.play(await call.engine.tts(cfg.goodbye_text.format(digit=digit)))
-    call.hangup("default behaviour done")
+    headers: dict[str, list[str]] = {}
+    for name, value in call.request.headers:
+        headers.setdefault(name, []).append(value)
+    call.profile, warnings = parse_profile(headers, flows.profile)
+    for warning in warnings:
+        call.log.warning("caller data ignored", detail=warning)
+    if call.profile != CallerProfile():
+        call.log.info("caller profile", verified_customer=call.profile.verified_customer,
+                      bad_actor=call.profile.bad_actor,
+                      repeat_customer=call.profile.repeat_customer, **dict(call.profile.extra))
+    context = CallContext(caller=call.caller_number, called=call.called, trunk=call.trunk,
+                          headers=headers, profile=call.profile)
+    try:
+        session = FlowSession(flows, context)
+    except KeyError as exc:
+        call.log.error("no flow for this call", error=str(exc))
+        call.reject(404, "no flow")
+        return
+    call.log.info("flow selected", flow=session.flow_id)
+    await FlowRuntime(call, session).run()
+
+
+def static_tts_texts(flows: FlowSet) -> set[tuple[str, str, str | None, int | None]]:
+    """Every TTS text of the flows that has no placeholder, with its language/voice/rate."""
+    out: set[tuple[str, str, str | None, int | None]] = set()
+    for flow in flows.flows.values():
+        for node in flow.nodes.values():
+            for _, variants in node.prompt_sets():
+                for key, items in variants.items():
+                    language = flow.language or "en" if key == "default" else key
+                    for item in items:
+                        if isinstance(item, TtsItem) and "{" not in item.tts:
+                            out.add((item.tts, item.language or language, item.voice,
+                                     item.rate))
+    return out

@@ -91,17 +91,17 @@ class RunningEngine:
         self.lines = out
         return out
 
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [line for line in self.read_logs() if line.get("event") == name]
+    def events(self, event: str) -> list[dict[str, Any]]:
+        return [line for line in self.read_logs() if line.get("event") == event]
 
-    def wait_for(self, name: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
+    def wait_for(self, event: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for line in self.events(name):
+            for line in self.events(event):
                 if all(line.get(k) == v for k, v in match.items()):
                     return line
             time.sleep(0.05)
-        raise AssertionError(f"log event {name!r} {match} not seen in {timeout}s; "
+        raise AssertionError(f"log event {event!r} {match} not seen in {timeout}s; "
                              f"last lines: {self.log_path.read_text()[-3000:]}")
 
     @property
@@ -109,7 +109,20 @@ class RunningEngine:
         return self.process.poll() is None
 
 
-def write_config(tmp: Path, sip_port: int, **overrides: Any) -> tuple[Path, dict[str, Any]]:
+def write_flows(tmp: Path, extra: dict[str, str] | None = None) -> Path:
+    """A private copy of the shipped flows (tests may edit it to exercise hot reload), plus
+    test flows given as ``{file name: YAML text}``."""
+    flows_dir = tmp / "flows"
+    flows_dir.mkdir(exist_ok=True)
+    for source in sorted((ROOT / "flows").glob("*.yaml")):
+        shutil.copy(source, flows_dir / source.name)
+    for name, text in (extra or {}).items():
+        (flows_dir / name).write_text(text)
+    return flows_dir
+
+
+def write_config(tmp: Path, sip_port: int, *, flows: dict[str, str] | None = None,
+                 **overrides: Any) -> tuple[Path, dict[str, Any]]:
     rtp_min, rtp_max = rtp_range()
     config: dict[str, Any] = {
         "sip": {
@@ -124,7 +137,8 @@ def write_config(tmp: Path, sip_port: int, **overrides: Any) -> tuple[Path, dict
         "media": {"address": "127.0.0.1", "rtp_port_min": rtp_min, "rtp_port_max": rtp_max,
                   "tts": {"cache_dir": str(ROOT / "var" / "tts-cache")}},
         "trunks": [{"name": "local", "sources": ["127.0.0.0/8", "::1/128"]}],
-        "default_call": {"digit_timeout_seconds": 5},
+        "flows": {"dir": str(write_flows(tmp, flows)), "watch": True,
+                  "watch_interval_seconds": 0.2},
         "shutdown": {"grace_seconds": 2, "mode": "hangup"},
         "logging": {"level": "debug", "format": "json"},
     }

@@ -15,6 +15,35 @@ from .conftest import RunningEngine, free_port, run_sipp
 
 pytestmark = pytest.mark.integration
 
+RING_FLOW = """
+flow: ring
+entry: ring
+nodes:
+  ring:
+    type: answer
+    ring_seconds: 3
+    next: bye
+  bye:
+    type: hangup
+    reason: rang then answered
+"""
+
+LONG_WELCOME_FLOW = """
+flow: long
+entry: welcome
+nodes:
+  welcome:
+    type: play
+    prompts:
+      - tts: >-
+          Welcome to switchhook. This is a long welcome message, so that the prompt is
+          still playing while the caller puts us on hold and takes us off hold again.
+    next: bye
+  bye:
+    type: hangup
+    reason: long welcome played
+"""
+
 
 class RtpSink:
     """A UDP socket standing in for the caller's RTP port: records every packet received."""
@@ -93,7 +122,8 @@ def test_engine_hangs_up_after_digit_timeout(engine: RunningEngine, tmp_path: Pa
     result = run_sipp("uac_engine_bye.xml", engine, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.successful == 1
-    engine.wait_for("no digit received")
+    engine.wait_for("flow node", node="no_input")
+    assert engine.wait_for("flow ended")["reason"] == "default behaviour done"
     assert "BYE sip:" in result.messages
 
 
@@ -104,13 +134,14 @@ def test_rfc4733_dtmf_reported_as_the_right_digit(engine: RunningEngine, tmp_pat
     result = run_sipp("uac_dtmf.xml", engine, tmp_path,
                       subst={"dtmf_pcap": f"/usr/share/sip-tester/{pcap}", "hold_ms": "1000"})
     assert result.returncode == 0, result.stderr
-    collected = engine.wait_for("digit collected")
-    assert collected["digit"] == digit
+    collected = engine.wait_for("flow variable", name="digit")
+    assert collected["value"] == digit
+    engine.wait_for("flow node", node="say_digit")
     assert len(engine.events("dtmf received")) == 1, "retransmitted end packets count once"
 
 
 def test_cancel_before_answer(engine_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    engine = engine_factory(default_call={"answer_after_ms": 3000, "digit_timeout_seconds": 5})
+    engine = engine_factory(flows={"ring.yaml": RING_FLOW}, routes={"default": "ring"})
     result = run_sipp("uac_cancel.xml", engine, tmp_path)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "SIP/2.0 487 Request Terminated" in result.messages
@@ -234,11 +265,7 @@ def test_same_call_over_tcp(engine: RunningEngine, tmp_path: Path) -> None:
 
 
 def test_hold_and_unhold_by_reinvite(engine_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    engine = engine_factory(default_call={
-        "welcome_text": "Welcome to switchhook. This is a long welcome message, so that the "
-                        "prompt is still playing while the caller puts us on hold and takes "
-                        "us off hold again. Please press a digit.",
-        "digit_timeout_seconds": 5})
+    engine = engine_factory(flows={"long.yaml": LONG_WELCOME_FLOW}, routes={"default": "long"})
     sink = RtpSink()
     try:
         result = run_sipp("uac_hold.xml", engine, tmp_path, keys={"rtp_port": str(sink.port)})

@@ -47,9 +47,7 @@ def test_rtp_port_exhaustion_answers_503_and_keeps_serving(engine_factory: Any,
 
 def test_drain_shutdown_rejects_new_calls_and_lets_active_ones_finish(
         engine_factory: Any, tmp_path: Path) -> None:
-    engine: RunningEngine = engine_factory(
-        shutdown={"mode": "drain", "grace_seconds": 20},
-        default_call={"digit_timeout_seconds": 3})
+    engine: RunningEngine = engine_factory(shutdown={"mode": "drain", "grace_seconds": 20})
     active, results = _in_thread(run_sipp, "uac_engine_bye.xml", engine, tmp_path)
     engine.wait_for("call answered")
     engine.process.send_signal(signal.SIGTERM)
@@ -66,9 +64,7 @@ def test_drain_shutdown_rejects_new_calls_and_lets_active_ones_finish(
 
 
 def test_hangup_shutdown_sends_bye_to_active_calls(engine_factory: Any, tmp_path: Path) -> None:
-    engine: RunningEngine = engine_factory(
-        shutdown={"mode": "hangup", "grace_seconds": 20},
-        default_call={"digit_timeout_seconds": 60})
+    engine: RunningEngine = engine_factory(shutdown={"mode": "hangup", "grace_seconds": 20})
     active, results = _in_thread(run_sipp, "uac_engine_bye.xml", engine, tmp_path)
     engine.wait_for("call answered")
     started = time.monotonic()

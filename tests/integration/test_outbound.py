@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.config import load_settings
+from ivr.loading import load_all
 from ivr.engine import CallState, Engine, OriginateFailed
 from media.prompts import tone
 
@@ -28,7 +28,8 @@ def sipp_uas(tmp_path: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
 
 async def with_engine(tmp_path: Path, body):  # type: ignore[no-untyped-def]
     config_path, _ = write_config(tmp_path, free_port())
-    engine = Engine(load_settings(config_path))
+    loaded = load_all(config_path)
+    engine = Engine(loaded.settings, flows=loaded.flows)
     await engine.start()
     try:
         return await body(engine)

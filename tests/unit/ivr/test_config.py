@@ -55,7 +55,8 @@ def test_default_config_matches_built_in_defaults_where_documented() -> None:
     settings = load_settings(CONFIG_DIR / "switchhook.yaml")
     defaults = Settings()
     assert settings.sip == defaults.sip
-    assert settings.default_call == defaults.default_call
+    assert settings.shutdown == defaults.shutdown
+    assert settings.flows.watch is True and settings.flows.dir == ROOT / "flows"
     assert settings.shutdown == defaults.shutdown
     assert settings.logging == defaults.logging
     assert settings.admin == defaults.admin
@@ -104,7 +105,7 @@ def test_several_problems_are_all_reported(monkeypatch: pytest.MonkeyPatch) -> N
         "sip.timers",
         "media",
         "trunks",
-        "default_call",
+        "flows",
         "shutdown",
         "logging",
         "admin",
@@ -124,7 +125,7 @@ def test_empty_file_is_valid(tmp_path: Path) -> None:
     assert settings.media.codecs == ("PCMU", "PCMA")
     assert settings.media.dtmf_payload_type == 101
     assert settings.trunks == ()
-    assert settings.default_call.goodbye_text.format(digit="5") == "You pressed 5. Goodbye."
+    assert settings.routes.default == "default"
     assert settings.shutdown.mode == "drain" and settings.shutdown.grace_seconds == 30
     assert settings.logging.format == "json"
     assert settings.admin.enabled is False
