@@ -8,8 +8,8 @@ aggregates SIPp's statistics, the engine's per-call RTP statistics and a packet 
   rate  -- calls per second: each call is answered, hears ``--hold-ms`` of the default
            behaviour's welcome prompt with RTP both ways (SIPp rtp_stream), then the caller
            sends BYE. Steps are call rates; a step passes with < 1 % failed calls.
-  hold  -- concurrent calls: ``bench/loop_engine.py`` (the real Engine with a looping
-           welcome) holds N calls for ``--hold`` seconds with RTP both ways. A step passes
+  hold  -- concurrent calls: the engine runs bench/flows/bench_loop.yaml (answer, then the
+           welcome prompt in a loop) and holds N calls for ``--hold`` seconds with RTP both ways. A step passes
            with < 1 % RTP loss in both directions (and < 1 % failed calls).
 
 Examples:
@@ -55,14 +55,16 @@ PACKETS_PER_SECOND = 50  # 20 ms ptime
 
 # ---- /proc sampling -------------------------------------------------------------------------
 
-def proc_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process (all threads), in seconds; None once it is gone."""
+def proc_cpu_seconds(pid: int, which: str = "both") -> float | None:
+    """utime + stime (or ``which`` = user | system) of a process, all threads, in seconds;
+    None once it is gone."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = text[text.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    user, system = int(fields[11]), int(fields[12])
+    return {"both": user + system, "user": user, "system": system}[which] / CLK_TCK
 
 
 def system_cpu() -> tuple[float, float]:
@@ -110,7 +112,8 @@ class CpuSampler(threading.Thread):
         super().__init__(daemon=True)
         self.engine_pid = engine_pid
         self.sipp_pid: int | None = None
-        self.samples: list[tuple[float, float | None, float | None, float, float]] = []
+        self.samples: list[tuple[float, float | None, float | None, float, float,
+                                 float | None]] = []
         self._halt = threading.Event()
         self.drops: dict[int, tuple[int, int]] = {}
         self.drops_baseline = udp_socket_drops()
@@ -124,7 +127,7 @@ class CpuSampler(threading.Thread):
             busy, total = system_cpu()
             sipp = proc_cpu_seconds(self.sipp_pid) if self.sipp_pid else None
             self.samples.append((time.monotonic(), proc_cpu_seconds(self.engine_pid), sipp,
-                                 busy, total))
+                                 busy, total, proc_cpu_seconds(self.engine_pid, "system")))
             self._halt.wait(1.0)
 
     def stop(self) -> None:
@@ -143,7 +146,7 @@ class CpuSampler(threading.Thread):
         inside = [s for s in self.samples if start <= s[0] <= end]
         if len(inside) < 2:
             return {"engine_cpu_pct": None, "sipp_cpu_pct": None, "system_busy_pct": None,
-                    "engine_cpu_peak_pct": None}
+                    "engine_cpu_peak_pct": None, "engine_sys_cpu_pct": None}
         first, last = inside[0], inside[-1]
         span = last[0] - first[0]
 
@@ -156,14 +159,20 @@ class CpuSampler(threading.Thread):
                     for a, b in zip(inside, inside[1:], strict=False)
                     if a[1] is not None and b[1] is not None), default=None)
         system = 100 * (last[3] - first[3]) / max(1.0, last[4] - first[4])
-        return {"engine_cpu_pct": pct(1), "sipp_cpu_pct": pct(2),
+        return {"engine_cpu_pct": pct(1), "sipp_cpu_pct": pct(2), "engine_sys_cpu_pct": pct(5),
                 "system_busy_pct": round(system, 1),
                 "engine_cpu_peak_pct": round(peak, 1) if peak is not None else None}
 
 
 # ---- engine -----------------------------------------------------------------------------------
 
-def write_config(workdir: Path, log_level: str, max_calls: int) -> Path:
+def write_config(workdir: Path, log_level: str, max_calls: int, flow: str) -> Path:
+    """Bench config: UDP only, a wide RTP range, ``flow`` as the default route.
+
+    ``default`` is the shipped flows/default.yaml (welcome TTS, one digit: the caller hangs up
+    first); ``bench_loop`` is bench/flows/bench_loop.yaml (the welcome in a loop).
+    """
+    flows_dir = ROOT / "flows" if flow == "default" else BENCH / "flows"
     config = {
         "sip": {"listen": [{"transport": "udp", "host": "127.0.0.1", "port": SIP_PORT}],
                 "max_calls": max_calls},
@@ -171,9 +180,8 @@ def write_config(workdir: Path, log_level: str, max_calls: int) -> Path:
                   "codecs": ["PCMU", "PCMA"],
                   "tts": {"cache_dir": str(ROOT / "var" / "tts-cache")}},
         "trunks": [{"name": "local", "sources": ["127.0.0.0/8"]}],
-        # The rate bench hangs up by caller BYE after --hold-ms; the hold bench loops the
-        # prompt. 300 s (the maximum) keeps the default behaviour from hanging up first.
-        "default_call": {"digit_timeout_seconds": 300, "answer_after_ms": 0},
+        "flows": {"dir": str(flows_dir), "watch": False},
+        "routes": {"default": flow},
         "shutdown": {"grace_seconds": 1, "mode": "hangup"},
         "logging": {"level": log_level, "format": "json", "file": str(workdir / "engine.log")},
     }
@@ -207,12 +215,11 @@ def sip_ready(port: int, timeout: float = 60.0) -> bool:
     return False
 
 
-def start_engine(workdir: Path, kind: str, log_level: str, max_calls: int) -> subprocess.Popen[bytes]:
-    config = write_config(workdir, log_level, max_calls)
-    if kind == "default":
-        cmd = [sys.executable, "-m", "ivr.cli", "run", "--config", str(config)]
-    else:
-        cmd = [sys.executable, str(BENCH / "loop_engine.py"), "--config", str(config)]
+def start_engine(workdir: Path, flow: str, log_level: str,
+                 max_calls: int) -> subprocess.Popen[bytes]:
+    config = write_config(workdir, log_level, max_calls, flow)
+    cmd = [sys.executable, "-m", "ivr.cli", "run", "--config", str(config)]
+    (workdir / "engine_command.txt").write_text(" ".join(cmd) + "\n")
     out = (workdir / "engine.stderr").open("wb")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     if not sip_ready(SIP_PORT):
@@ -314,7 +321,8 @@ def analyse_capture(path: Path, window: tuple[float, float] | None) -> dict[str,
 
     Loopback never loses packets on the wire, so sequence gaps are drops in our own send
     path; what the capture really shows is *timing*: packets held back by a busy event loop
-    arrive late and in bursts. ``late`` counts inter-arrival gaps over 40 ms (one frame late).
+    arrive late and in bursts. ``late`` counts packets that arrive > 40 ms later than their
+    RTP timestamp spacing from the previous packet allows.
     """
     if not path.exists():
         return {}
@@ -356,9 +364,13 @@ def analyse_capture(path: Path, window: tuple[float, float] | None) -> dict[str,
                 st["gaps"] += dseq - 1
             gap = t - lt
             st["max_gap"] = max(st["max_gap"], gap)
-            if gap > 0.040:
-                st["late"] += 1
+            # D(i-1, i) of RFC 3550 §6.4.1 in timestamp units: arrival spacing minus media
+            # spacing. A packet more than 40 ms later than its media time says (relative to
+            # the previous one) would miss a 40 ms jitter buffer: count it late. A deliberate
+            # one-frame pause (timestamp advanced, nothing sent) is not late.
             d = gap * 8000 - (((ts - lts + (1 << 31)) & 0xFFFFFFFF) - (1 << 31))
+            if d > 0.040 * 8000:
+                st["late"] += 1
             st["jitter"] += (abs(d) - st["jitter"]) / 16
         st["last"] = (seq, ts, t)
         st["n"] += 1
@@ -463,7 +475,7 @@ class Step:
     hold_ms: int
     duration_s: float  # the sustained part: rate steps: calls/rate; hold steps: the hold
     window: tuple[float, float]  # seconds after SIPp start over which CPU is averaged
-    engine_kind: str
+    engine_kind: str  # the flow the default route runs: default | bench_loop
     log_level: str
     capture: bool
     profile: bool
@@ -643,7 +655,7 @@ def main() -> int:
             steps.append(Step(
                 "hold", f"{n}calls-{args.hold:g}s", args.ramp, n, limit=n,
                 hold_ms=int(args.hold * 1000), duration_s=args.hold,
-                window=(ramp_s + 3.0, ramp_s + args.hold - 3.0), engine_kind="loop",
+                window=(ramp_s + 3.0, ramp_s + args.hold - 3.0), engine_kind="bench_loop",
                 log_level=args.log_level, capture=not args.no_capture, profile=args.profile))
     print(f"run directory: {run_dir}")
     print(HEADER)
