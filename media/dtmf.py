@@ -104,9 +104,11 @@ class DtmfReceiver:
     packet) the second one is queued and returned by the next ``poll`` or ``feed``.
     """
 
-    def __init__(self, *, clock_rate: int = 8000, timeout_seconds: float = 0.25) -> None:
+    def __init__(self, *, clock_rate: int = 8000, timeout_seconds: float = 0.25,
+                 restart_gap_seconds: float = 0.5) -> None:
         self.clock_rate = clock_rate
         self.timeout_seconds = timeout_seconds
+        self.restart_gap_seconds = restart_gap_seconds
         self.malformed = 0
         self._timestamp: int | None = None  # start timestamp of the newest event seen
         self._event = 0
@@ -130,8 +132,14 @@ class DtmfReceiver:
         if event.event > 15:
             return self._pop()  # not DTMF (e.g. flash, 16): ignored here
         current = self._timestamp
-        if current is None or timestamp != current:
-            if current is not None and (timestamp - current) & 0xFFFFFFFF >= _TIMESTAMP_HALF:
+        # A sender that restarts its timestamps (a replayed capture, a re-INVITE to another
+        # source) can reuse a timestamp. A marker-bit start long after the last packet, or
+        # a different key under the same timestamp, cannot be a retransmission: new event.
+        restart = marker and now - self._last_packet_at >= self.restart_gap_seconds
+        new_key = self._reported and event.event != self._event
+        if current is None or timestamp != current or (self._reported and (restart or new_key)):
+            if (current is not None and not restart and timestamp != current
+                    and (timestamp - current) & 0xFFFFFFFF >= _TIMESTAMP_HALF):
                 return self._pop()  # older than the newest event: reordered or late retransmit
             # §2.5.1.2 / marker: a new timestamp is a new event, even if the marker was lost.
             if not self._reported:

@@ -296,6 +296,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 log.exception("rtp_on_dtmf_failed", port=self.local_port)
 
     def _latch(self, source: Address) -> None:
+        if source[1] == 0:
+            # Port 0 cannot be sent to (seen from raw-socket senders such as SIPp's pcap
+            # play): keep the signalled address and latch on a later packet.
+            return
         self._latched = True
         if source != self._send_address:
             log.info("rtp_latched", port=self.local_port, signalled=self._remote, source=source)

@@ -139,6 +139,7 @@ def write_config(tmp: Path, sip_port: int, *, flows: dict[str, str] | None = Non
         "trunks": [{"name": "local", "sources": ["127.0.0.0/8", "::1/128"]}],
         "flows": {"dir": str(write_flows(tmp, flows)), "watch": True,
                   "watch_interval_seconds": 0.2},
+        "routes": {"default": "default", "rules": [{"prefix": "800", "flow": "support"}]},
         "shutdown": {"grace_seconds": 2, "mode": "hangup"},
         "logging": {"level": "debug", "format": "json"},
     }

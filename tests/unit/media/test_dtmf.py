@@ -187,3 +187,20 @@ def test_sender_output_round_trips_through_receiver() -> None:
         if r is not None:
             got.append(r)
     assert got == [DtmfReceived(digit="7", duration_ms=160)]
+
+
+def test_replayed_capture_with_the_same_timestamp_is_a_new_press() -> None:
+    # SIPp's play_pcap_audio replays identical packets: same timestamp, marker on the start.
+    rx = DtmfReceiver()
+    assert [e.digit for e in feed_all(rx, press(1000, 1), t0=0.0)] == ["1"]
+    assert [e.digit for e in feed_all(rx, press(1000, 1), t0=2.0)] == ["1"]
+    # A different key under the same timestamp cannot be a retransmission either.
+    assert [e.digit for e in feed_all(rx, press(1000, 2), t0=2.2)] == ["2"]
+
+
+def test_marker_retransmitted_soon_after_is_not_a_new_press() -> None:
+    rx = DtmfReceiver()
+    assert len(feed_all(rx, press(1000, 7), t0=0.0)) == 1
+    # The start packet again, 60 ms after the end packets: a late duplicate.
+    assert rx.feed(1000, True, ev(7, 160), 0.2) is None
+    assert rx.poll(1.0) is None
