@@ -53,20 +53,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     log = get_logger("switchhook")
     log.info("starting", config=str(path), event_loop=loop_name,
              flows=sorted(loaded.flows.flows))
+    wall_clock = None
+    if args.clock:
+        from .hours import parse_clock
+
+        try:
+            wall_clock = parse_clock(args.clock)
+        except ValueError as exc:
+            print(f"--clock: {exc}", file=sys.stderr)
+            return 2
+        log.warning("TEST ONLY: wall clock overridden", clock=args.clock)
     try:
-        asyncio.run(_serve(loaded, path))
+        asyncio.run(_serve(loaded, path, wall_clock))
     except OSError as exc:
         log.error("cannot start", error=str(exc))
         return 1
     return 0
 
 
-async def _serve(loaded: object, path: Path) -> None:
+async def _serve(loaded: object, path: Path, wall_clock: object = None) -> None:
     from .engine import Engine
     from .loading import Loaded
 
     assert isinstance(loaded, Loaded)
-    engine = Engine(loaded.settings, flows=loaded.flows, config_path=path)
+    engine = Engine(loaded.settings, flows=loaded.flows, config_path=path,
+                    wall_clock=wall_clock)  # type: ignore[arg-type]
     await engine.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -129,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
     run = sub.add_parser("run", help="start the engine")
     run.add_argument("--config", help=config_help)
+    run.add_argument("--clock", help="TEST ONLY: run business hours on a fixed instant "
+                                     "(2026-12-25T10:00:00+01:00) or an offset (+3d4h)")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate config and flows; report every problem")

@@ -12,6 +12,7 @@ import enum
 import random
 import secrets
 import ssl
+from datetime import datetime
 from pathlib import Path
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,10 +33,12 @@ from sipstack.transaction import Flow
 from .admission import Admitted, Challenge, Forbidden, TrunkAdmission
 from .config import Listener, Settings
 from .flows import FlowSet
+from .hours import Clock, SystemClock
 from .flows.interpreter import CallContext, FlowSession
 from .flows.model import TtsItem
 from .flows.profile import CallerProfile, parse_profile
 from .runtime import FlowRuntime
+from . import tasks as _tasks  # noqa: F401 - registers the built-in flow tasks
 from .yamlloc import ConfigError
 from .logs import call_log_context
 
@@ -162,8 +165,10 @@ Behaviour = Callable[[Call], Awaitable[None]]
 class Engine:
     def __init__(self, settings: Settings, *, flows: FlowSet | None = None,
                  behaviour: Behaviour | None = None, rng: random.Random | None = None,
-                 config_path: Path | None = None) -> None:
+                 config_path: Path | None = None, wall_clock: Clock | None = None) -> None:
         self.settings = settings
+        # Wall-clock time for business hours; injectable (tests, `run --clock`).
+        self.wall_clock: Clock = wall_clock or SystemClock()
         self.flows = flows
         self.config_path = config_path
         self.rng = rng or random.Random(secrets.randbits(64))
@@ -327,6 +332,10 @@ class Engine:
         log.info("stopped")
 
     # ---- SIP events -------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """Wall-clock time (aware) for business hours and records."""
+        return self.wall_clock.now()
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()

@@ -36,6 +36,7 @@ class FlowRuntime:
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.playing: str | None = None
         self._play_task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         call = self.call
@@ -59,6 +60,8 @@ class FlowRuntime:
                 handle.cancel()
             if self._play_task is not None:
                 self._play_task.cancel()
+            if self._task is not None:
+                self._task.cancel()
         outcome = self.session.outcome
         if outcome is not None:
             call.log.info("flow ended", outcome=outcome.kind, status=outcome.status,
@@ -83,6 +86,8 @@ class FlowRuntime:
                     self.events.put_nowait(fa.CallerHungUp())
             elif isinstance(action, fa.PlayPrompt):
                 self._start_play(action)
+            elif isinstance(action, fa.StartTask):
+                self._start_task(action)
             elif isinstance(action, fa.StopPrompt):
                 if self.playing == action.play_id:
                     self.playing = None
@@ -117,6 +122,32 @@ class FlowRuntime:
             elif isinstance(action, fa.FlowWarning):
                 call.log.warning("flow warning", flow=action.flow_id, node=action.node_id,
                                  message=action.message)
+
+    def _start_task(self, action: fa.StartTask) -> None:
+        """Run the engine-side task; its result (or failure) comes back as TaskFinished."""
+        from .tasks import TASKS, TaskResult
+
+        handler = TASKS.get(action.kind)
+        call = self.call
+        call.log.info("flow task", kind=action.kind, params=dict(action.params))
+
+        async def run() -> None:
+            if handler is None:
+                call.log.error("no handler for flow task", kind=action.kind)
+                outcome = TaskResult("failed")
+            else:
+                try:
+                    outcome = await handler(call, action)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    call.log.exception("flow task failed", kind=action.kind)
+                    outcome = TaskResult("failed")
+            call.log.info("flow task finished", kind=action.kind, result=outcome.result)
+            self.events.put_nowait(fa.TaskFinished(task_id=action.task_id,
+                                                   result=outcome.result, data=outcome.data))
+
+        self._task = asyncio.ensure_future(run())
 
     def _timer_fired(self, timer_id: str) -> None:
         if self.timers.pop(timer_id, None) is not None:

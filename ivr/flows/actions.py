@@ -7,7 +7,8 @@ are commands for the runtime (``PlayPrompt``) or observable facts for logs and `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ __all__ = [
     "PromptFinished",
     "PromptItem",
     "SilencePrompt",
+    "StartTask",
     "StartTimer",
     "StopPrompt",
+    "TaskFinished",
     "TimerExpired",
     "TonePrompt",
     "TtsPrompt",
@@ -70,7 +73,18 @@ class CallerHungUp:
     """The caller hung up (BYE or CANCEL); the session ends without a Hangup action."""
 
 
-Event = CallAnswered | PromptFinished | DigitReceived | TimerExpired | CallerHungUp
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFinished:
+    """The engine-side task ``task_id`` (queue, deflection, voicemail, hours check...) is
+    over; ``result`` names the outcome (``open``, ``closed``, ``overflow``, ``bridged``...)."""
+
+    task_id: str
+    result: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+Event = (CallAnswered | PromptFinished | DigitReceived | TimerExpired | CallerHungUp
+         | TaskFinished)
 
 # --------------------------------------------------------------------------------------------
 # prompt items, resolved for the call
@@ -158,6 +172,21 @@ class Hangup:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StartTask:
+    """Hand the call to an engine-side task of ``kind`` with ``params``; the flow waits for
+    :class:`TaskFinished` (digits still arrive as events; the task may use the call's media).
+    ``variables`` and ``menu_path`` are the call's at hand-off (queues and deflections carry
+    them on)."""
+
+    task_id: str
+    kind: str
+    params: Mapping[str, Any]
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    menu_path: str = ""
+    language: str = "en"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeEntered:
     node_id: str
     flow_id: str
@@ -195,6 +224,7 @@ class FlowWarning:
 
 Action = (
     Answer
+    | StartTask
     | PlayPrompt
     | StopPrompt
     | StartTimer

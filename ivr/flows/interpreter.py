@@ -36,8 +36,10 @@ from .actions import (
     PromptFinished,
     PromptItem,
     SilencePrompt,
+    StartTask,
     StartTimer,
     StopPrompt,
+    TaskFinished,
     TimerExpired,
     TonePrompt,
     TtsPrompt,
@@ -143,6 +145,7 @@ class FlowSession:
         self._answered = False
         self._playing: str | None = None
         self._timer: str | None = None
+        self._task: str | None = None
         self._counter = 0
         self._started = False
         self._outcome: Outcome | None = None
@@ -221,6 +224,15 @@ class FlowSession:
                 self._timer = None
                 if self._activity is not None:
                     self._activity.timer_expired(self, event.timer_id)
+        elif isinstance(event, TaskFinished):
+            if event.task_id == self._task:
+                self._task = None
+                for name, value in event.data.items():
+                    if isinstance(name, str) and name.isidentifier():
+                        self.set_variable(name, value)
+                finished = getattr(self._activity, "task_finished", None)
+                if finished is not None:
+                    finished(self, event.task_id, event.result)
         elif isinstance(event, CallerHungUp):
             if self._timer is not None:
                 self._emit(CancelTimer(timer_id=self._timer))
@@ -352,6 +364,15 @@ class FlowSession:
         if play_id == self._playing:
             self._playing = None
             self._emit(StopPrompt(play_id=play_id))
+
+    def start_task(self, kind: str, params: Mapping[str, Any]) -> str:
+        """Hand the call to an engine-side task; its TaskFinished resumes the node."""
+        task_id = self._next_id("k")
+        self._task = task_id
+        self._emit(StartTask(task_id=task_id, kind=kind, params=dict(params),
+                             variables=dict(self._variables), menu_path=self.menu_path,
+                             language=self._language))
+        return task_id
 
     def start_timer(self, seconds: float) -> str:
         if self._timer is not None:

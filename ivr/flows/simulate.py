@@ -33,8 +33,10 @@ from .actions import (
     PromptFinished,
     PromptItem,
     SilencePrompt,
+    StartTask,
     StartTimer,
     StopPrompt,
+    TaskFinished,
     TimerExpired,
     TonePrompt,
     TtsPrompt,
@@ -54,6 +56,8 @@ __all__ = [
 ]
 
 MAX_SIMULATED_EVENTS = 10_000
+DEFAULT_TASK_RESULTS = {"hours": "open", "queue": "bridged", "deflect": "done",
+                        "voicemail": "done", "transfer": "done"}
 
 
 def simulate(
@@ -65,8 +69,12 @@ def simulate(
     digits: Iterable[str] = (),
     headers: Mapping[str, Sequence[str]] | None = None,
     lang: str | None = None,
+    task_results: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Run one simulated call; returns the lines describing it.
+
+    Engine-side tasks (queue, hours, deflect, voicemail, transfer) are not run: each
+    finishes at once with ``task_results[kind]`` (default: ``DEFAULT_TASK_RESULTS``).
 
     ``digits`` are keys to press, in order; an entry may hold several keys (``"1234#"``).
     ``headers`` are the initial INVITE's (name -> values).
@@ -89,7 +97,8 @@ def simulate(
                           profile=profile, language=lang)
     session = FlowSession(flow_set, context, flow_id=flow_id)
     actions = session.start()
-    answer_pending = playing = timer = None
+    results = {**DEFAULT_TASK_RESULTS, **(task_results or {})}
+    answer_pending = playing = timer = task = None
     for _ in range(MAX_SIMULATED_EVENTS):
         for action in actions:
             lines.extend(_describe(action))
@@ -101,6 +110,8 @@ def simulate(
                 playing = None
             elif isinstance(action, StartTimer):
                 timer = (action.timer_id, action.seconds)
+            elif isinstance(action, StartTask):
+                task = action
             elif isinstance(action, CancelTimer) and timer and action.timer_id == timer[0]:
                 timer = None
         if session.outcome is not None:
@@ -111,6 +122,10 @@ def simulate(
             event = CallAnswered()
         elif playing is not None:
             event, playing = PromptFinished(play_id=playing), None
+        elif task is not None:
+            result = results.get(task.kind, "done")
+            lines.append(f"  task {task.kind} finished: {result} (simulated)")
+            event, task = TaskFinished(task_id=task.task_id, result=result), None
         elif timer is not None:
             if keys:
                 key = keys.popleft()
@@ -155,6 +170,9 @@ def _describe(action: Action) -> list[str]:
         return [f"  play{suffix}: {_item(item)}" for item in action.items]
     if isinstance(action, StopPrompt):
         return ["  prompt interrupted"]
+    if isinstance(action, StartTask):
+        params = ", ".join(f"{k}={v}" for k, v in action.params.items() if v is not None)
+        return [f"  task {action.kind}({params})"]
     if isinstance(action, StartTimer):
         return [f"  wait for input ({_seconds(action.seconds)})"]
     if isinstance(action, VariableSet):
@@ -209,6 +227,9 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                         help="a header of the initial INVITE (repeatable)")
     parser.add_argument("--lang", help="call language at start (e.g. fr)")
+    parser.add_argument("--task-result", action="append", default=[], metavar="KIND=RESULT",
+                        help="outcome of an engine task (e.g. hours=closed, queue=overflow); "
+                             "repeatable; defaults: hours=open, queue=bridged, others done")
 
 
 def run_simulate(args: argparse.Namespace, flow_set: FlowSet) -> tuple[int, list[str]]:
@@ -220,8 +241,15 @@ def run_simulate(args: argparse.Namespace, flow_set: FlowSet) -> tuple[int, list
             return 2, [f"--header {header!r}: expected 'Name: value'"]
         pairs.append((name.strip(), value.strip()))
     digits = [d for d in args.digits.split(",") if d.strip()]
+    results: dict[str, str] = {}
+    for item in getattr(args, "task_result", []):
+        kind, sep, result = item.partition("=")
+        if not sep or not kind.strip() or not result.strip():
+            return 2, [f"--task-result {item!r}: expected KIND=RESULT"]
+        results[kind.strip()] = result.strip()
     lines = simulate(flow_set, number=args.number, trunk=args.trunk, caller=args.caller,
-                     digits=digits, headers=headers_from_pairs(pairs), lang=args.lang)
+                     digits=digits, headers=headers_from_pairs(pairs), lang=args.lang,
+                     task_results=results)
     stuck = lines[-1].startswith("simulation ")
     return (1 if stuck else 0), lines
 

@@ -287,5 +287,5 @@ def test_hold_and_unhold_by_reinvite(engine_factory, tmp_path: Path) -> None:  #
     assert len({f[3] for f in fields}) == 1
     jumps = [(b[2] - a[2]) % 2**32 for a, b in zip(fields, fields[1:], strict=False)]
     assert all((b[1] - a[1]) % 65536 == 1 for a, b in zip(fields, fields[1:], strict=False))
-    held = [j for j in jumps if j > 160]
-    assert len(held) == 1 and held[0] >= 8000, f"one gap of at least 1 s of media: {held}"
+    held = [j for j in jumps if j >= 8000]
+    assert len(held) == 1, f"one gap of at least 1 s of media (the hold): {held}"

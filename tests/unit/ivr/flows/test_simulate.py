@@ -121,8 +121,8 @@ def test_main_simulate_cli(tmp_path: Path) -> None:
     code, lines = main_simulate(["--number", "1"], flows_dir=tmp_path, prompts_dir=tmp_path)
     assert code == 1
     assert lines == [f"{tmp_path}/broken.yaml:4:13: nodes.a.type: unknown node type 'nope' "
-                     "(known types: answer, branch, collect, goto, hangup, language, menu, "
-                     "play, set, subflow)"]
+                     "(known types: answer, branch, collect, deflect, goto, hangup, hours, "
+                     "language, menu, play, queue, set, subflow, transfer, voicemail)"]
 
     code, lines = main_simulate(["--number", "1"], flows_dir=FLOWS, prompts_dir=PROMPTS,
                                 routes=RoutesConfig(default="nope"))
