@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from media.aio.bridge import Bridge, open_bridge
 from media.aio.clock import MediaClock
 from media.aio.rtp import PortAllocator, RtpEndpoint
 from media.errors import MediaError, PortsExhausted
@@ -68,6 +69,7 @@ class MediaLeg:
     digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     end_reason: str = ""
+    bridge: Bridge | None = None
 
     @property
     def log(self) -> structlog.stdlib.BoundLogger:
@@ -76,8 +78,9 @@ class MediaLeg:
     # ---- behaviour API (what a flow runtime uses) -------------------------------------------
 
     async def play(self, prompt: Prompt) -> None:
-        """Play ``prompt`` on this leg and return when it has been sent (or the leg ended)."""
-        if self.rtp is None or self.state is not CallState.ANSWERED:
+        """Play ``prompt`` on this leg and return when it has been sent (or the leg ended).
+        A bridged leg plays nothing (its media belongs to the bridge: use ``bridge.hold``)."""
+        if self.rtp is None or self.state is not CallState.ANSWERED or self.bridge is not None:
             return
         done = asyncio.get_running_loop().create_future()
 
@@ -643,6 +646,39 @@ class Engine:
             leg.answered.set_exception(OriginateFailed(event.status_code, event.reason))
         self._ended(event.leg_id, f"failed {event.status_code} {event.reason}")
 
+    # ---- bridging ---------------------------------------------------------------------------
+
+    def bridge(self, caller: MediaLeg, other: MediaLeg) -> Bridge:
+        """Bridge two answered legs' media (pass-through, transcoding when codecs differ).
+        Playback on both legs stops; the bridge stops by itself when either leg ends (see
+        :meth:`run_bridge`)."""
+        assert caller.rtp is not None and other.rtp is not None
+        caller.rtp.stop_playback()
+        other.rtp.stop_playback()
+        bridge = open_bridge(caller.rtp, other.rtp)
+        caller.bridge = other.bridge = bridge
+        caller.log.info("bridged", other_leg=other.leg_id, other_call_id=other.call_id)
+        return bridge
+
+    async def run_bridge(self, caller: MediaLeg, other: MediaLeg, *,
+                         reason: str = "other party hung up") -> MediaLeg:
+        """Bridge, wait until either leg ends, hang up the other, stop the bridge. Returns
+        the leg that ended first."""
+        bridge = self.bridge(caller, other)
+        a = asyncio.ensure_future(caller.ended.wait())
+        b = asyncio.ensure_future(other.ended.wait())
+        try:
+            done, _ = await asyncio.wait({a, b}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            a.cancel()
+            b.cancel()
+            bridge.stop()
+            caller.bridge = other.bridge = None
+        first = caller if a in done else other
+        survivor = other if first is caller else caller
+        self.hangup(survivor, reason)
+        return first
+
     # ---- ending -----------------------------------------------------------------------------
 
     def leg(self, leg_id: int) -> MediaLeg | None:
@@ -662,6 +698,9 @@ class Engine:
         call.state = CallState.ENDED
         call.end_reason = reason
         call.ended.set()
+        if call.bridge is not None:
+            call.bridge.stop()  # before the endpoint closes: nothing forwards into it
+            call.bridge = None
         stats = {}
         if call.rtp is not None:
             stats = call.rtp.stats.as_dict()
