@@ -35,6 +35,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ivr.acd import AcdSettings
+from ivr.crm import CrmSettings
+from ivr.events import MqttSettings
+from ivr.outbox import OutboxSettings
+from ivr.store import StoreSettings
 from ivr.flows import ProfileConfig, RoutesConfig
 from ivr.hours import AfterHoursConfig, HoursConfig
 from ivr.yamlloc import (
@@ -580,6 +584,14 @@ class Settings(_Model):
     hours: HoursConfig | None = None
     after_hours: AfterHoursConfig = _section()
     acd: AcdSettings = _section()
+    store: StoreSettings = _section()
+    outbox: OutboxSettings = _section()
+    crm: CrmSettings | None = None
+    mqtt: MqttSettings | None = None
+    # This engine's name in events, records and logs (several nodes share a broker).
+    node: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = (
+        "switchhook"
+    )
     shutdown: ShutdownSettings = _section()
     logging: LoggingSettings = _section()
     admin: AdminSettings = _section()

@@ -11,7 +11,10 @@ import asyncio
 import enum
 import random
 import secrets
+import contextlib
 import ssl
+import time
+from typing import Any
 from datetime import datetime
 from pathlib import Path
 from collections.abc import Awaitable, Callable
@@ -33,6 +36,10 @@ from sipstack.transaction import Flow
 
 from .admission import Admitted, Challenge, Forbidden, TrunkAdmission
 from .config import Listener, Settings
+from .crm import HttpCrmClient
+from .events import CallAnswered, CallEnded, CallStarted, EventPublisher, make_event_publisher
+from .outbox import Outbox
+from .store import CallRecord, Store, StoreError
 from .flows import FlowSet
 from .hours import Clock, SystemClock
 from .flows.interpreter import CallContext, FlowSession
@@ -130,6 +137,11 @@ class Call(MediaLeg):
     ringing: bool = False
     menu_path: str = ""
     flows: FlowSet | None = None  # the flow set the call started with (hot reload safe)
+    answered_at: float | None = None  # loop time
+    queue: str | None = None
+    agent: str | None = None
+    # wait/ring/talk/hold seconds and transfers, filled by queueing (ivr.acd metrics)
+    metrics: dict[str, Any] = field(default_factory=dict)
     profile: CallerProfile = field(default_factory=CallerProfile)
 
     async def answer(self) -> bool:
@@ -179,6 +191,11 @@ class Engine:
             raise ValueError("an Engine needs flows or a behaviour")
         self.behaviour = behaviour or flow_behaviour
         self._watch_task: asyncio.Task[None] | None = None
+        self.store: Store | None = None
+        self.events: EventPublisher = make_event_publisher(None, node=settings.node)
+        self.outbox: Outbox | None = None
+        self._crm_client: HttpCrmClient | None = None
+        self._outbox_task: asyncio.Task[None] | None = None
         self._watched: dict[Path, float] = {}
         sip_settings = settings.sip
         timers = TimerSettings(sip_settings.timers.t1_ms / 1000, sip_settings.timers.t2_ms / 1000,
@@ -206,6 +223,16 @@ class Engine:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        settings = self.settings
+        # The store first: if the database cannot be opened, say so and do not start.
+        self.store = Store.from_settings(settings.store)
+        await self.store.start()
+        self.events = make_event_publisher(settings.mqtt, node=settings.node)
+        await self.events.start()
+        if settings.crm is not None:
+            self._crm_client = HttpCrmClient(settings.crm, node=settings.node)
+            self.outbox = Outbox(self.store, self._crm_client, settings.outbox, rng=self.rng)
+            self._outbox_task = loop.create_task(self.outbox.run())
         self.endpoint = SipEndpoint(self.ua, self._on_sip_event, loop=loop, limits=self.limits)
         media = self.settings.media
         self.clock = MediaClock(loop)
@@ -332,6 +359,15 @@ class Engine:
             await asyncio.sleep(0.05)
         if self.endpoint is not None:
             await self.endpoint.close()
+        if self.outbox is not None and self._outbox_task is not None:
+            self.outbox.stop()
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._outbox_task, 5)
+        if self._crm_client is not None:
+            self._crm_client.close()
+        await self.events.stop()
+        if self.store is not None:
+            await self.store.close()
         log.info("stopped")
 
     # ---- SIP events -------------------------------------------------------------------------
@@ -428,6 +464,8 @@ class Engine:
                     session_id=self.rng.randrange(1, 2**31), flows=self.flows)
         self.calls[event.leg_id] = call
         bound.info("call admitted", trunk=decision.trunk, caller=call.caller, called=call.called)
+        self.events.publish(CallStarted(call_id=call_id, caller=call.caller_number,
+                                        called=call.called, trunk=decision.trunk))
         call.task = asyncio.get_running_loop().create_task(self._run_call(call))
 
     async def _run_call(self, call: Call) -> None:
@@ -509,7 +547,9 @@ class Engine:
         self.endpoint.run_command(
             lambda now: self.ua.answer(call.leg_id, bytes(result.answer), now))
         call.state = CallState.ANSWERED
+        call.answered_at = self._now()
         self.stats["calls_answered"] += 1
+        self.events.publish(CallAnswered(call_id=call.call_id))
         call.log.info("call answered", codec=result.codec, rtp_local=rtp.local_port,
                       rtp_remote=f"{result.remote_address}:{result.remote_port}",
                       dtmf_pt=result.dtmf_payload_type)
@@ -681,6 +721,28 @@ class Engine:
 
     # ---- ending -----------------------------------------------------------------------------
 
+    async def _record(self, call: Call, outcome: str) -> None:
+        """Keep the call record in the store (a failure is logged; the call is over)."""
+        if self.store is None:
+            return
+        now_mono, now_wall = self._now(), time.time()
+        started = now_wall - (now_mono - call.started_at)
+        answered = (now_wall - (now_mono - call.answered_at)
+                    if call.answered_at is not None else None)
+        record = CallRecord(
+            call_id=call.call_id, started_at=started, answered_at=answered, ended_at=now_wall,
+            caller=call.caller_number, called=call.called, trunk=call.trunk, queue=call.queue,
+            agent=call.agent, menu_path=tuple(p for p in call.menu_path.split(" > ") if p),
+            outcome=outcome, profile={"verified_customer": call.profile.verified_customer,
+                                      "bad_actor": call.profile.bad_actor,
+                                      "repeat_customer": call.profile.repeat_customer,
+                                      **dict(call.profile.extra)},
+            **call.metrics)
+        try:
+            await self.store.add_call_record(record)
+        except StoreError as exc:
+            log.error("call record not stored", call_id=call.call_id, error=str(exc))
+
     def leg(self, leg_id: int) -> MediaLeg | None:
         return self.calls.get(leg_id) or self.outbound.get(leg_id)
 
@@ -711,8 +773,13 @@ class Engine:
         if isinstance(call, OutboundLeg) and not call.answered.done():
             call.answered.set_exception(OriginateFailed(487, reason))
             call.answered.exception()  # retrieved: nobody may be awaiting any more
-        call.log.info("call ended", reason=reason, duration=round(self._now() - call.started_at, 3),
-                      rtp=stats)
+        duration = round(self._now() - call.started_at, 3)
+        call.log.info("call ended", reason=reason, duration=duration, rtp=stats)
+        if isinstance(call, Call):
+            self.events.publish(CallEnded(call_id=call.call_id, outcome=reason,
+                                          queue=call.queue, agent=call.agent,
+                                          duration_seconds=duration))
+            asyncio.get_running_loop().create_task(self._record(call, reason))
 
 
 def _server_tls_context(listener: Listener) -> ssl.SSLContext:

@@ -62,9 +62,10 @@ class StoreSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: Path = Path("var/switchhook.db")
+    # Defaults are validated too, so they resolve against the config file's directory.
+    path: Path = Field(Path("var/switchhook.db"), validate_default=True)
     # Directory for audio the engine keeps (voicemails, recordings waiting for the CRM).
-    audio_dir: Path = Path("var/audio")
+    audio_dir: Path = Field(Path("var/audio"), validate_default=True)
     # Upper bound on the database file; a write beyond it fails with reason "disk_full"
     # instead of filling the disk the audio also lives on. None: no cap.
     max_size_mb: int | None = Field(default=None, ge=1)

@@ -179,3 +179,19 @@ def test_every_log_line_of_a_call_carries_its_call_id(engine: RunningEngine,
               if str(line.get("logger", "")).startswith(("switchhook", "media"))]
     assert len(during) >= 5
     assert all(line.get("call_id") == call_id for line in during), during
+
+
+def test_call_record_kept_in_the_store(engine_factory: Any, tmp_path: Path) -> None:
+    import sqlite3
+
+    from .conftest import stop_engine
+
+    engine: RunningEngine = engine_factory()
+    result = run_sipp("uac_dtmf.xml", engine, tmp_path)
+    assert result.returncode == 0, result.stderr
+    engine.wait_for("call ended")
+    assert stop_engine(engine) == 0
+    db = engine.config_path.parent / "var" / "switchhook.db"
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT caller, called, outcome, trunk FROM call_records").fetchall()
+    assert rows == [("+15550001111", "100", "default behaviour done", "local")]
