@@ -77,6 +77,11 @@ class MediaLeg:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     end_reason: str = ""
     bridge: Bridge | None = None
+    # Set once the dialog is confirmed (ACK received): in-dialog requests (REFER) may go.
+    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Hook for whoever drives the leg's dialog (REFER transfers): sees in-dialog requests
+    # (return True when it responded) and responses to requests sent in the dialog.
+    on_dialog: Callable[[sip.Event], bool] | None = None
 
     @property
     def log(self) -> structlog.stdlib.BoundLogger:
@@ -400,6 +405,7 @@ class Engine:
                 self._outbound_answered(outbound, event)
             elif (call := self.calls.get(event.leg_id)) is not None:
                 call.log.info("call confirmed (ACK)")
+                call.confirmed.set()
         elif isinstance(event, sip.CallFailed):
             self._outbound_failed(event)
         elif isinstance(event, sip.ProgressReceived):
@@ -413,6 +419,9 @@ class Engine:
             self._on_reinvite(event)
         elif isinstance(event, sip.InDialogRequestReceived):
             self._on_in_dialog(event)
+        elif isinstance(event, sip.InDialogResponseReceived):
+            if (leg := self.leg(event.leg_id)) is not None and leg.on_dialog is not None:
+                leg.on_dialog(event)
         elif isinstance(event, sip.MessageRejected):
             log.warning("malformed SIP message", remote=event.flow.remote,
                         transport=event.flow.transport, error=event.error,
@@ -604,6 +613,8 @@ class Engine:
     def _on_in_dialog(self, event: sip.InDialogRequestReceived) -> None:
         call = self.leg(event.leg_id)
         request, now = event.request, self._now()
+        if call is not None and call.on_dialog is not None and call.on_dialog(event):
+            return
         if request.method == "INFO" and call is not None:
             digit = _info_digit(request)
             if digit is not None:
