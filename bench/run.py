@@ -219,6 +219,8 @@ def start_engine(workdir: Path, flow: str, log_level: str,
                  max_calls: int) -> subprocess.Popen[bytes]:
     config = write_config(workdir, log_level, max_calls, flow)
     cmd = [sys.executable, "-m", "ivr.cli", "run", "--config", str(config)]
+    if os.environ.get("SWITCHHOOK_GC_TRACE"):  # garbage-collector pauses: bench/gc_trace.py
+        cmd = [sys.executable, str(BENCH / "gc_trace.py"), "run", "--config", str(config)]
     (workdir / "engine_command.txt").write_text(" ".join(cmd) + "\n")
     out = (workdir / "engine.stderr").open("wb")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
