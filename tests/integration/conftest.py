@@ -58,13 +58,15 @@ def free_port(kind: int = socket.SOCK_DGRAM, both: bool = True) -> int:
     raise RuntimeError("no free port")
 
 
-_rtp_base = [32000]
+# Below Linux's ephemeral range (32768-60999), where SIPp and clients get their ports.
+_RTP_FIRST, _RTP_LAST = 10000, 30000
+_rtp_base = [_RTP_FIRST]
 
 
 def rtp_range() -> tuple[int, int]:
     """A distinct RTP port range per engine instance within one test session."""
     start = _rtp_base[0]
-    _rtp_base[0] += 200
+    _rtp_base[0] = start + 200 if start + 400 <= _RTP_LAST else _RTP_FIRST
     return start, start + 198
 
 
