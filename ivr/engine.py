@@ -83,9 +83,14 @@ class MediaLeg:
     # (return True when it responded) and responses to requests sent in the dialog.
     on_dialog: Callable[[sip.Event], bool] | None = None
 
+    _log: Any = None
+
     @property
-    def log(self) -> structlog.stdlib.BoundLogger:
-        return log.bind(call_id=self.call_id, leg=self.leg_id)
+    def log(self) -> Any:
+        """The logger bound to this call (bound once: this is on every call's hot path)."""
+        if self._log is None:
+            self._log = log.bind(call_id=self.call_id, leg=self.leg_id)
+        return self._log
 
     # ---- behaviour API (what a flow runtime uses) -------------------------------------------
 
@@ -120,10 +125,9 @@ class MediaLeg:
                                          return_when=asyncio.FIRST_COMPLETED)
         finally:
             ended.cancel()
-        if getter in done:
-            return getter.result()
-        getter.cancel()
-        return None
+            if not getter.done():
+                getter.cancel()
+        return getter.result() if getter in done else None
 
     def hangup(self, reason: str = "normal clearing") -> None:
         self.engine.hangup(self, reason)
@@ -778,6 +782,8 @@ class Engine:
         if call.rtp is not None:
             stats = call.rtp.stats.as_dict()
             call.rtp.close()
+            # Break the endpoint -> callback -> call cycle now rather than in a GC pass.
+            call.rtp.on_dtmf = None
         task = call.task if isinstance(call, Call) else None
         if task is not None and task is not asyncio.current_task() and not task.done():
             task.cancel()

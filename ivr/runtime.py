@@ -42,6 +42,7 @@ class FlowRuntime:
         call = self.call
         digits = asyncio.ensure_future(self._forward_digits())
         ended = asyncio.ensure_future(call.ended.wait())
+        getter: asyncio.Future[fa.Event] | None = None
         try:
             await self._execute(self.session.start())
             while self.session.outcome is None:
@@ -54,6 +55,10 @@ class FlowRuntime:
                     break
                 await self._execute(self.session.handle(getter.result()))
         finally:
+            # Cancel every helper future, also when the call task itself is cancelled
+            # (a BYE): a pending task left behind is never collected cleanly.
+            if getter is not None:
+                getter.cancel()
             digits.cancel()
             ended.cancel()
             for handle in self.timers.values():
