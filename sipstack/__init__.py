@@ -1,1 +1,1 @@
-"""SIP protocol: messages, SDP, transactions, dialogs, digest auth (sans-IO) and asyncio transports."""
+"""SIP: messages, SDP, transactions, dialogs, digest auth (sans-IO) and asyncio transports."""

@@ -31,7 +31,7 @@ class Binding:
     user_agent: str = ""
 
     def expires_in(self, now: float) -> int:
-        return max(0, int(round(self.expires_at - now)))
+        return max(0, round(self.expires_at - now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +90,7 @@ class Registrar:
                 self._bindings.setdefault(binding.aor, {})[binding.contact] = binding
 
     def register(self, request: Request, flow: Flow, now: float) -> RegisterResult:
-        """Process an authenticated REGISTER (§10.3 steps 5–8)."""
+        """Process an authenticated REGISTER (§10.3 steps 5-8)."""
         if request.method != "REGISTER":
             raise ValueError("not a REGISTER")
         try:

@@ -19,8 +19,8 @@ from typing import cast
 
 from .errors import LocalProtocolError, ParseError
 from .message import Headers, Request, Response, Via
-from .uri import split_quoted
 from .timers import TimerHeap, TimerSettings
+from .uri import split_quoted
 
 Address = tuple[str, int]
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
@@ -133,52 +133,52 @@ class Input(enum.Enum):
     DONE = "done"  # timer D, I, J, K, L, M: linger period over
 
 
-S, I = State, Input
+S, In = State, Input
 #: (machine, state, input) -> next state. Anything not listed is illegal for that machine.
 TRANSITIONS: dict[tuple[str, State, Input], State] = {
     # INVITE client, §17.1.1.2 + RFC 6026 §7.2 (Figure 5)
-    ("ict", S.CALLING, I.PROVISIONAL): S.PROCEEDING,
-    ("ict", S.CALLING, I.SUCCESS): S.ACCEPTED,
-    ("ict", S.CALLING, I.FAILURE): S.COMPLETED,
-    ("ict", S.CALLING, I.TIMEOUT): S.TERMINATED,
-    ("ict", S.PROCEEDING, I.PROVISIONAL): S.PROCEEDING,
-    ("ict", S.PROCEEDING, I.SUCCESS): S.ACCEPTED,
-    ("ict", S.PROCEEDING, I.FAILURE): S.COMPLETED,
+    ("ict", S.CALLING, In.PROVISIONAL): S.PROCEEDING,
+    ("ict", S.CALLING, In.SUCCESS): S.ACCEPTED,
+    ("ict", S.CALLING, In.FAILURE): S.COMPLETED,
+    ("ict", S.CALLING, In.TIMEOUT): S.TERMINATED,
+    ("ict", S.PROCEEDING, In.PROVISIONAL): S.PROCEEDING,
+    ("ict", S.PROCEEDING, In.SUCCESS): S.ACCEPTED,
+    ("ict", S.PROCEEDING, In.FAILURE): S.COMPLETED,
     # §9.1: no final response 64*T1 after our CANCEL -> the transaction is destroyed.
-    ("ict", S.PROCEEDING, I.TIMEOUT): S.TERMINATED,
-    ("ict", S.ACCEPTED, I.SUCCESS): S.ACCEPTED,
-    ("ict", S.ACCEPTED, I.DONE): S.TERMINATED,
-    ("ict", S.COMPLETED, I.FAILURE): S.COMPLETED,
-    ("ict", S.COMPLETED, I.DONE): S.TERMINATED,
+    ("ict", S.PROCEEDING, In.TIMEOUT): S.TERMINATED,
+    ("ict", S.ACCEPTED, In.SUCCESS): S.ACCEPTED,
+    ("ict", S.ACCEPTED, In.DONE): S.TERMINATED,
+    ("ict", S.COMPLETED, In.FAILURE): S.COMPLETED,
+    ("ict", S.COMPLETED, In.DONE): S.TERMINATED,
     # non-INVITE client, §17.1.2.2
-    ("nict", S.TRYING, I.PROVISIONAL): S.PROCEEDING,
-    ("nict", S.TRYING, I.SUCCESS): S.COMPLETED,
-    ("nict", S.TRYING, I.FAILURE): S.COMPLETED,
-    ("nict", S.TRYING, I.TIMEOUT): S.TERMINATED,
-    ("nict", S.PROCEEDING, I.PROVISIONAL): S.PROCEEDING,
-    ("nict", S.PROCEEDING, I.SUCCESS): S.COMPLETED,
-    ("nict", S.PROCEEDING, I.FAILURE): S.COMPLETED,
-    ("nict", S.PROCEEDING, I.TIMEOUT): S.TERMINATED,
-    ("nict", S.COMPLETED, I.DONE): S.TERMINATED,
+    ("nict", S.TRYING, In.PROVISIONAL): S.PROCEEDING,
+    ("nict", S.TRYING, In.SUCCESS): S.COMPLETED,
+    ("nict", S.TRYING, In.FAILURE): S.COMPLETED,
+    ("nict", S.TRYING, In.TIMEOUT): S.TERMINATED,
+    ("nict", S.PROCEEDING, In.PROVISIONAL): S.PROCEEDING,
+    ("nict", S.PROCEEDING, In.SUCCESS): S.COMPLETED,
+    ("nict", S.PROCEEDING, In.FAILURE): S.COMPLETED,
+    ("nict", S.PROCEEDING, In.TIMEOUT): S.TERMINATED,
+    ("nict", S.COMPLETED, In.DONE): S.TERMINATED,
     # INVITE server, §17.2.1 + RFC 6026 §7.1 (Figure 7); inputs are what the TU sends
-    ("ist", S.PROCEEDING, I.PROVISIONAL): S.PROCEEDING,
-    ("ist", S.PROCEEDING, I.SUCCESS): S.ACCEPTED,
-    ("ist", S.PROCEEDING, I.FAILURE): S.COMPLETED,
-    ("ist", S.ACCEPTED, I.SUCCESS): S.ACCEPTED,  # TU's 2xx retransmissions pass through
-    ("ist", S.ACCEPTED, I.DONE): S.TERMINATED,
-    ("ist", S.COMPLETED, I.ACK): S.CONFIRMED,
-    ("ist", S.COMPLETED, I.TIMEOUT): S.TERMINATED,
-    ("ist", S.CONFIRMED, I.DONE): S.TERMINATED,
+    ("ist", S.PROCEEDING, In.PROVISIONAL): S.PROCEEDING,
+    ("ist", S.PROCEEDING, In.SUCCESS): S.ACCEPTED,
+    ("ist", S.PROCEEDING, In.FAILURE): S.COMPLETED,
+    ("ist", S.ACCEPTED, In.SUCCESS): S.ACCEPTED,  # TU's 2xx retransmissions pass through
+    ("ist", S.ACCEPTED, In.DONE): S.TERMINATED,
+    ("ist", S.COMPLETED, In.ACK): S.CONFIRMED,
+    ("ist", S.COMPLETED, In.TIMEOUT): S.TERMINATED,
+    ("ist", S.CONFIRMED, In.DONE): S.TERMINATED,
     # non-INVITE server, §17.2.2
-    ("nist", S.TRYING, I.PROVISIONAL): S.PROCEEDING,
-    ("nist", S.TRYING, I.SUCCESS): S.COMPLETED,
-    ("nist", S.TRYING, I.FAILURE): S.COMPLETED,
-    ("nist", S.PROCEEDING, I.PROVISIONAL): S.PROCEEDING,
-    ("nist", S.PROCEEDING, I.SUCCESS): S.COMPLETED,
-    ("nist", S.PROCEEDING, I.FAILURE): S.COMPLETED,
-    ("nist", S.COMPLETED, I.DONE): S.TERMINATED,
+    ("nist", S.TRYING, In.PROVISIONAL): S.PROCEEDING,
+    ("nist", S.TRYING, In.SUCCESS): S.COMPLETED,
+    ("nist", S.TRYING, In.FAILURE): S.COMPLETED,
+    ("nist", S.PROCEEDING, In.PROVISIONAL): S.PROCEEDING,
+    ("nist", S.PROCEEDING, In.SUCCESS): S.COMPLETED,
+    ("nist", S.PROCEEDING, In.FAILURE): S.COMPLETED,
+    ("nist", S.COMPLETED, In.DONE): S.TERMINATED,
 }
-del S, I
+del S, In
 
 
 def _response_input(status_code: int) -> Input:

@@ -1,4 +1,4 @@
-"""User-agent core (RFC 3261 §8, §9, §12–§15), sans-IO, stacked on the transaction layer.
+"""User-agent core (RFC 3261 §8, §9, §12-§15), sans-IO, stacked on the transaction layer.
 
 It turns transaction events into a small call-control vocabulary about *legs* (one leg per
 INVITE-initiated dialog, in the manner of sippy's UA objects) and takes commands from the

@@ -156,7 +156,7 @@ class SipEndpoint:
         self.messages_in += 1
         try:
             self.ua.receive_datagram(data, flow, self.loop.time())
-        except Exception:  # noqa: BLE001 - a core bug must not kill the listener
+        except Exception:
             log.exception("SIP core failed on an incoming message", remote=flow.remote,
                           transport=flow.transport)
         self.flush()
@@ -178,7 +178,7 @@ class SipEndpoint:
                 if event is not None:
                     try:
                         self.on_event(event)
-                    except Exception:  # noqa: BLE001
+                    except Exception:
                         log.exception("event handler failed", event=type(event).__name__)
         finally:
             self._flushing = False
@@ -249,7 +249,7 @@ class SipEndpoint:
         self._timer_at = None
         try:
             self.ua.handle_timer(self.loop.time())
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("SIP core failed in a timer")
         self.flush()
 
