@@ -35,9 +35,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ivr.acd import AcdSettings
+from ivr.admin.settings import MonitoringSettings
 from ivr.crm import CrmSettings
 from ivr.events import MqttSettings
 from ivr.outbox import OutboxSettings
+from ivr.roles import RoleConfig, UserConfig
 from ivr.store import StoreSettings
 from ivr.flows import ProfileConfig, RoutesConfig
 from ivr.hours import AfterHoursConfig, HoursConfig
@@ -566,7 +568,7 @@ class LoggingSettings(_Model):
 
 
 class AdminSettings(_Model):
-    """Reserved for the admin API; only the shape is validated for now."""
+    """The admin HTTP API (ivr.admin): off unless enabled; ``listen`` is host:port."""
 
     enabled: bool = False
     listen: Annotated[str, AfterValidator(_host_port)] = "127.0.0.1:8080"
@@ -595,6 +597,10 @@ class Settings(_Model):
     shutdown: ShutdownSettings = _section()
     logging: LoggingSettings = _section()
     admin: AdminSettings = _section()
+    # Supervisors and their rights (ivr.roles; cross-checked in ivr.loading.load_all).
+    users: tuple[UserConfig, ...] = ()
+    roles: dict[str, RoleConfig] = Field(default_factory=dict)
+    monitoring: MonitoringSettings = _section()
 
     @field_validator("trunks", mode="wrap")
     @classmethod
