@@ -13,6 +13,8 @@ from pathlib import Path
 from .config import Settings, load_settings_document
 from .flows import FlowSet, load_flow_set
 from .hours import check_references
+from .hours.deflection import _problem
+from .roles import check_access
 from .yamlloc import ConfigError, Problem
 
 
@@ -46,6 +48,8 @@ def load_all(path: str | os.PathLike[str]) -> Loaded:
         settings.after_hours, queues=[q.name for q in settings.acd.queues],
         trunks=[t.name for t in settings.trunks], document=document,
         hours_queues=settings.hours.queues if settings.hours is not None else ()))
+    problems.extend(_problem(document, path, message)
+                    for path, message in check_access(settings.users, settings.roles))
     if problems or flows is None:
         raise ConfigError(problems)
     return Loaded(Path(path), settings, flows)
