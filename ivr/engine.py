@@ -227,6 +227,13 @@ class Engine:
         self.ports: PortAllocator | None = None
         self.listening: list[tuple[str, str, int]] = []
         self.stats = {"calls_total": 0, "calls_rejected": 0, "calls_answered": 0}
+        # Hooks for features that take SIP requests before trunk admission (supervisors'
+        # phones: REGISTER, feature-code INVITEs). A request hook returns True when it has
+        # responded. An INVITE hook returns None (not mine), True (responded: challenged or
+        # refused) or the behaviour to run the admitted call with.
+        self.request_hooks: list[Callable[[sip.RequestReceived], bool]] = []
+        self.invite_hooks: list[Callable[[sip.InviteReceived], Behaviour | bool | None]] = []
+        self.supervision: Any = None  # ivr.monitoring.Supervision once started
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -261,6 +268,9 @@ class Engine:
         await self._prewarm()
         if self.config_path is not None and self.settings.flows.watch:
             self._watch_task = asyncio.get_running_loop().create_task(self._watch())
+        from .monitoring import Supervision  # lazy: ivr.monitoring imports this module
+
+        self.supervision = await Supervision.start(self)
 
     async def _prewarm(self) -> None:
         """Render every fixed TTS text of the flows once before the first call needs it."""
@@ -351,6 +361,8 @@ class Engine:
         self.accepting = False
         if self._watch_task is not None:
             self._watch_task.cancel()
+        if self.supervision is not None:
+            await self.supervision.close()
         cfg = self.settings.shutdown
         log.info("shutting down", active_calls=len(self.calls), mode=cfg.mode,
                  grace_seconds=cfg.grace_seconds)
@@ -434,6 +446,8 @@ class Engine:
     def _on_request(self, event: sip.RequestReceived) -> None:
         request = event.request
         now = self._now()
+        if any(hook(event) for hook in self.request_hooks):
+            return
         if request.method == "OPTIONS":
             # §11.2: capabilities. Answered to anyone: carriers ping before they route.
             self.ua.respond(event.transaction_id, 200, now, headers=self.ua.options_headers())
@@ -451,7 +465,11 @@ class Engine:
             self.ua.reject(event.leg_id, 503, now, headers=[("Retry-After", "30")])
             bound.info("call rejected: shutting down")
             return
-        decision = self.admission.admit(request, event.flow.remote[0], now)
+        hooked = next((r for hook in self.invite_hooks if (r := hook(event))), None)
+        if hooked is True:
+            return
+        decision = (Admitted(trunk="") if hooked is not None
+                    else self.admission.admit(request, event.flow.remote[0], now))
         if isinstance(decision, Challenge):
             self.ua.reject(event.leg_id, 401, now,
                            headers=[("WWW-Authenticate", v) for v in decision.www_authenticate])
@@ -479,12 +497,13 @@ class Engine:
         bound.info("call admitted", trunk=decision.trunk, caller=call.caller, called=call.called)
         self.events.publish(CallStarted(call_id=call_id, caller=call.caller_number,
                                         called=call.called, trunk=decision.trunk))
-        call.task = asyncio.get_running_loop().create_task(self._run_call(call))
+        call.task = asyncio.get_running_loop().create_task(
+            self._run_call(call, hooked if callable(hooked) else None))
 
-    async def _run_call(self, call: Call) -> None:
+    async def _run_call(self, call: Call, behaviour: Behaviour | None = None) -> None:
         structlog.contextvars.bind_contextvars(call_id=call.call_id)
         try:
-            await self.behaviour(call)
+            await (behaviour or self.behaviour)(call)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - one call's failure must not affect others
