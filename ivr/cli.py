@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import signal
 import sys
 from pathlib import Path
@@ -84,6 +85,11 @@ async def _serve(loaded: object, path: Path, wall_clock: object = None) -> None:
     # collector's generations so full collections only walk per-call objects.
     gc.collect()
     gc.freeze()
+    thresholds = loaded.settings.gc_thresholds
+    override = os.environ.get("SWITCHHOOK_GC_THRESHOLD")  # bench knob: "a,b,c"
+    if override:
+        thresholds = tuple(int(x) for x in override.split(","))  # type: ignore[assignment]
+    gc.set_threshold(*thresholds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -590,6 +590,10 @@ class Settings(_Model):
     outbox: OutboxSettings = _section()
     crm: CrmSettings | None = None
     mqtt: MqttSettings | None = None
+    # Python GC generation thresholds. Calls create cyclic garbage (asyncio futures, frames);
+    # the interpreter's default (700, 10, 10) runs a full collection every ~1 s under load,
+    # stalling the media clock for 100-300 ms. Measured in bench/RESULTS.md.
+    gc_thresholds: tuple[int, int, int] = (50000, 20, 100)
     # This engine's name in events, records and logs (several nodes share a broker).
     node: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = (
         "switchhook"
