@@ -124,7 +124,7 @@ def write_flows(tmp: Path, extra: dict[str, str] | None = None) -> Path:
 
 
 def write_config(tmp: Path, sip_port: int, *, flows: dict[str, str] | None = None,
-                 **overrides: Any) -> tuple[Path, dict[str, Any]]:
+                 watch_flows: bool = True, **overrides: Any) -> tuple[Path, dict[str, Any]]:
     rtp_min, rtp_max = rtp_range()
     config: dict[str, Any] = {
         "sip": {
@@ -139,7 +139,7 @@ def write_config(tmp: Path, sip_port: int, *, flows: dict[str, str] | None = Non
         "media": {"address": "127.0.0.1", "rtp_port_min": rtp_min, "rtp_port_max": rtp_max,
                   "tts": {"cache_dir": str(ROOT / "var" / "tts-cache")}},
         "trunks": [{"name": "local", "sources": ["127.0.0.0/8", "::1/128"]}],
-        "flows": {"dir": str(write_flows(tmp, flows)), "watch": True,
+        "flows": {"dir": str(write_flows(tmp, flows)), "watch": watch_flows,
                   "watch_interval_seconds": 0.2},
         "routes": {"default": "default", "rules": [{"prefix": "800", "flow": "support"}]},
         "shutdown": {"grace_seconds": 2, "mode": "hangup"},
@@ -155,14 +155,17 @@ def write_config(tmp: Path, sip_port: int, *, flows: dict[str, str] | None = Non
     return path, config
 
 
-def start_engine(tmp: Path, **overrides: Any) -> RunningEngine:
+def start_engine(tmp: Path, *, clock: str | None = None, **overrides: Any) -> RunningEngine:
+    """``clock`` is passed as ``switchhook run --clock`` (test only: a fixed instant like
+    ``2026-01-05T22:00:00+01:00`` or an offset like ``+3d``)."""
     port = free_port()
     config_path, config = write_config(tmp, port, **overrides)
     log_path = tmp / "engine.log"
     log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ivr.cli", "run", "--config", str(config_path)],
-        cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+    command = [sys.executable, "-m", "ivr.cli", "run", "--config", str(config_path)]
+    if clock is not None:
+        command += ["--clock", clock]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
     engine = RunningEngine(process, port, log_path, config_path, config)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

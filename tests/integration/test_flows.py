@@ -106,3 +106,19 @@ def test_valid_reload_applies_to_the_next_call_only(engine: RunningEngine,
     second = menu_call(engine, tmp_path, "111")
     assert second.returncode == 0, second.stderr
     assert bye_reason(second) == "billing v2"
+
+
+def test_sighup_reloads_when_file_watching_is_off(engine_factory: Any, tmp_path: Path) -> None:
+    import signal
+
+    engine: RunningEngine = engine_factory(watch_flows=False)
+    support = _flows_dir(engine) / "support.yaml"
+    support.write_text(support.read_text().replace(
+        "reason: sales information given", "reason: sales v2"))
+    time.sleep(0.5)
+    assert not engine.events("flows reloaded"), "no watching: nothing reloads by itself"
+    engine.process.send_signal(signal.SIGHUP)
+    engine.wait_for("flows reloaded")
+    result = menu_call(engine, tmp_path, "12")
+    assert result.returncode == 0, result.stderr
+    assert bye_reason(result) == "sales v2"
