@@ -47,3 +47,8 @@ async def hours_task(call: Call, task: StartTask) -> TaskResult:
     call.log.info("business hours", open=decision.open, rule=decision.rule,
                   queue=task.params.get("queue"))
     return TaskResult("open" if decision.open else "closed")
+
+
+# The handlers living in their own modules register themselves on import.
+from . import deflection as _deflection  # noqa: E402, F401
+from . import voicemail as _voicemail  # noqa: E402, F401
