@@ -82,6 +82,9 @@ class MediaLeg:
     # Hook for whoever drives the leg's dialog (REFER transfers): sees in-dialog requests
     # (return True when it responded) and responses to requests sent in the dialog.
     on_dialog: Callable[[sip.Event], bool] | None = None
+    # Hook called after a re-INVITE was answered (hold/unhold, codec change): queueing puts
+    # the other party of a bridge on hold audio.
+    on_reinvite: Callable[[MediaLeg], None] | None = None
 
     _log: Any = None
 
@@ -234,6 +237,7 @@ class Engine:
         self.request_hooks: list[Callable[[sip.RequestReceived], bool]] = []
         self.invite_hooks: list[Callable[[sip.InviteReceived], Behaviour | bool | None]] = []
         self.supervision: Any = None  # ivr.monitoring.Supervision once started
+        self.acd_runtime: Any = None  # ivr.queueing.AcdRuntime once started
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -271,6 +275,9 @@ class Engine:
         from .monitoring import Supervision  # lazy: ivr.monitoring imports this module
 
         self.supervision = await Supervision.start(self)
+        from .queueing import AcdRuntime  # lazy: ivr.queueing imports this module
+
+        self.acd_runtime = await AcdRuntime.start(self)
 
     async def _prewarm(self) -> None:
         """Render every fixed TTS text of the flows once before the first call needs it."""
@@ -363,6 +370,8 @@ class Engine:
             self._watch_task.cancel()
         if self.supervision is not None:
             await self.supervision.close()
+        if self.acd_runtime is not None:
+            await self.acd_runtime.close()
         cfg = self.settings.shutdown
         log.info("shutting down", active_calls=len(self.calls), mode=cfg.mode,
                  grace_seconds=cfg.grace_seconds)
@@ -632,6 +641,8 @@ class Engine:
         call.log.info("re-INVITE", on_hold=result.on_hold, direction=str(result.local_direction))
         self.ua.respond(event.transaction_id, 200, now, body=bytes(result.answer),
                         content_type="application/sdp")
+        if call.on_reinvite is not None:
+            call.on_reinvite(call)
 
     def _on_in_dialog(self, event: sip.InDialogRequestReceived) -> None:
         call = self.leg(event.leg_id)
@@ -652,11 +663,13 @@ class Engine:
                         destination: tuple[str, int], transport: str = "udp",
                         credentials: tuple[str, str] | None = None,
                         headers: tuple[tuple[str, str], ...] = (), timeout: float = 60.0,
-                        call_id: str | None = None) -> OutboundLeg:
+                        call_id: str | None = None, flow: Flow | None = None) -> OutboundLeg:
         """Place a call with an SDP offer and wait until it is answered.
 
         Raises :class:`OriginateFailed` with the final status (408 on ``timeout``, after
-        CANCEL). The returned leg has its RTP endpoint set to the answer's address."""
+        CANCEL). The returned leg has its RTP endpoint set to the answer's address. ``flow``
+        (e.g. a registered agent's binding: its transport, address and connection) overrides
+        ``transport``/``destination``."""
         assert self.ports is not None and self.clock is not None and self.endpoint is not None
         media = self.settings.media
         try:
@@ -668,7 +681,8 @@ class Engine:
         offer = sdp.build_offer(str(self.settings.media_address), rtp.local_port,
                                 codecs=media.codecs, dtmf_payload_type=media.dtmf_payload_type,
                                 session_id=session_id, session_version=1)
-        flow = self._outbound_flow(transport, destination)
+        if flow is None:
+            flow = self._outbound_flow(transport, destination)
         leg_id = self.endpoint.run_command(lambda now: self.ua.invite(
             request_uri=request_uri, from_uri=from_uri, to_uri=to_uri, flow=flow, now=now,
             body=bytes(offer), headers=headers, call_id=call_id, credentials=credentials))
