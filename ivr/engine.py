@@ -85,6 +85,9 @@ class MediaLeg:
     # Hook called after a re-INVITE was answered (hold/unhold, codec change): queueing puts
     # the other party of a bridge on hold audio.
     on_reinvite: Callable[[MediaLeg], None] | None = None
+    # Hook called synchronously when the leg ends, before the call record is written (the
+    # queue task's metrics must be final by then; the task itself is cancelled later).
+    on_ended: Callable[[MediaLeg], None] | None = None
 
     _log: Any = None
 
@@ -808,6 +811,12 @@ class Engine:
         call.state = CallState.ENDED
         call.end_reason = reason
         call.ended.set()
+        if call.on_ended is not None:
+            hook, call.on_ended = call.on_ended, None
+            try:
+                hook(call)
+            except Exception:  # noqa: BLE001 - a hook's failure must not stop the clean-up
+                call.log.exception("on_ended hook failed")
         if call.bridge is not None:
             call.bridge.stop()  # before the endpoint closes: nothing forwards into it
             call.bridge = None
