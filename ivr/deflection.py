@@ -50,11 +50,13 @@ __all__ = [
     "already_deflected",
     "deflect_after_hours",
     "execute_deflection",
+    "pick_language",
     "redirect",
     "redirect_uri",
     "refer",
     "render_message",
     "sip_data_values",
+    "sipfrag_status",
     "transfer_to_number",
 ]
 
@@ -111,15 +113,19 @@ def already_deflected(call: Call) -> bool:
 # Prompts
 
 
-def _pick(messages: Mapping[str, Any], language: str) -> tuple[str, Any]:
-    """The variant for ``language``: exact tag, its primary subtag, English, else the first."""
+def pick_language(messages: Mapping[str, Any], language: str) -> tuple[str, Any]:
+    """The variant for ``language``: the exact tag, else one with the same primary subtag
+    (``fr`` for ``fr-CA``, ``pt-BR`` for ``pt``), else English, else the first."""
+    if language in messages:
+        return language, messages[language]
     primary = language.split("-", 1)[0]
-    for key in (language, primary, "en"):
-        if key in messages:
-            return key, messages[key]
+    if primary in messages:
+        return primary, messages[primary]
     for key, value in messages.items():
         if key.split("-", 1)[0] == primary:
             return key, value
+    if "en" in messages:
+        return "en", messages["en"]
     key = next(iter(messages))
     return key, messages[key]
 
@@ -130,12 +136,12 @@ async def render_message(call: Call, messages: Messages | None, default: str,
     (one of :data:`DEFAULT_TEXTS`) in the call's language."""
     engine = call.engine
     if messages:
-        tag, prompt = _pick(messages, language)
+        tag, prompt = pick_language(messages, language)
         if prompt.file is not None:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(None, engine.prompts.from_file, prompt.file)
         return await engine.tts(prompt.tts, language=tag)
-    tag, text = _pick(DEFAULT_TEXTS[default], language)
+    tag, text = pick_language(DEFAULT_TEXTS[default], language)
     return await engine.tts(text, language=tag)
 
 
@@ -283,7 +289,7 @@ async def refer(call: Call, refer_to: str) -> bool:
             return True
         if isinstance(event, sip.InDialogRequestReceived) and event.request.method == "NOTIFY":
             # RFC 3515 §2.4.4: the body is a message/sipfrag status line of the new call.
-            progress = _sipfrag_status(event.request.body)
+            progress = sipfrag_status(event.request.body)
             engine.ua.respond(event.transaction_id, 200, loop.time())
             call.log.info("REFER progress", status=progress)
             if progress is not None and progress >= 200 and not outcome.done():
@@ -325,7 +331,7 @@ async def refer(call: Call, refer_to: str) -> bool:
     return True
 
 
-def _sipfrag_status(body: bytes) -> int | None:
+def sipfrag_status(body: bytes) -> int | None:
     line = body.decode("utf-8", "replace").strip().splitlines()[:1]
     parts = line[0].split() if line else []
     if len(parts) >= 2 and parts[0].upper().startswith("SIP/") and parts[1].isdigit():

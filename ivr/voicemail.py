@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from media.aio.recorder import VoicemailSession
 from media.prompts import tone
 from media.recorder import WAV_HEADER_BYTES, VoicemailRecorder, VoicemailResult
+from sipstack.message import Request
 
-from .deflection import play_message
+from . import deflection  # module, not names: ivr.deflection -> tasks -> here
 from .events import VoicemailLeft
 from .flows.actions import StartTask
 from .hours import AfterHoursConfig, VoicemailDeflection
@@ -56,15 +57,17 @@ _WITHHELD = frozenset({"", "anonymous", "unknown", "restricted", "private", "wit
 _background: set[asyncio.Task[Any]] = set()
 
 
-def caller_withheld(call: Call) -> bool:
-    """True when the caller's number is hidden: From user ``anonymous`` (RFC 3323 §4.1.1.3)
-    or a similar placeholder, display name "Anonymous", or ``Privacy: id``/``user``."""
-    if call.caller_number.strip().lower() in _WITHHELD:
+def caller_withheld(request: Request) -> bool:
+    """True when the INVITE hides the caller's number: From user ``anonymous`` (RFC 3323
+    §4.1.1.3) or a similar placeholder, display name "Anonymous", or ``Privacy: id``/``user``
+    (RFC 3323 §4.2, RFC 3325 §9.3)."""
+    from_ = request.from_
+    if (from_.uri.user or "").strip().lower() in _WITHHELD:
         return True
-    display = call.request.from_.display_name
+    display = from_.display_name
     if display is not None and display.strip().strip('"').lower() in _WITHHELD - {""}:
         return True
-    for value in call.request.headers.get_all("Privacy"):
+    for value in request.headers.get_all("Privacy"):
         if {token.strip().lower() for token in value.split(";")} & {"id", "user"}:
             return True
     return False
@@ -96,7 +99,7 @@ async def collect_callback_number(call: Call, option: VoicemailDeflection,
     """Ask for a callback number (digits then ``#``), up to three attempts; None if none
     valid was given. ``*`` starts over."""
     for attempt in range(1, CALLBACK_ATTEMPTS + 1):
-        await play_message(call, option.callback_prompt, "callback", language)
+        await deflection.play_message(call, option.callback_prompt, "callback", language)
         digits = ""
         digit = await call.collect_digit(CALLBACK_FIRST_DIGIT_SECONDS)
         while digit is not None and digit != "#":
@@ -115,7 +118,7 @@ async def collect_callback_number(call: Call, option: VoicemailDeflection,
         if call.ended.is_set():
             return None
         if attempt < CALLBACK_ATTEMPTS:
-            await play_message(call, None, "invalid_number", language)
+            await deflection.play_message(call, None, "invalid_number", language)
     return None
 
 
@@ -130,9 +133,9 @@ async def leave_voicemail(call: Call, queue: str | None,
     language = task.language if task is not None else "en"
     if not await call.answer():
         return TaskResult("failed")
-    if caller_withheld(call):
+    if caller_withheld(call.request):
         call.log.info("voicemail refused: caller number withheld", queue=queue)
-        await play_message(call, option.blocked_number_message, "blocked", language)
+        await deflection.play_message(call, option.blocked_number_message, "blocked", language)
         call.hangup("voicemail refused: number withheld")
         return TaskResult("blocked")
     # The task reads the caller's keys itself (callback number); the flow must not see them.
@@ -148,7 +151,7 @@ async def _record(call: Call, queue: str | None, option: VoicemailDeflection, la
                   task: StartTask | None) -> TaskResult:
     engine = call.engine
     beep = (tone((BEEP_HZ,), BEEP_MS),) if option.beep else ()
-    await play_message(call, option.greeting, "greeting", language, *beep)
+    await deflection.play_message(call, option.greeting, "greeting", language, *beep)
     if call.ended.is_set() or call.rtp is None:
         return TaskResult("failed")
     directory = engine.settings.store.audio_dir / "voicemail"
@@ -221,9 +224,9 @@ async def _record(call: Call, queue: str | None, option: VoicemailDeflection, la
         call.hangup("voicemail not stored")
         return TaskResult("failed")
     if callback is not None:
-        await play_message(call, option.callback_confirmation, "confirmation", language)
+        await deflection.play_message(call, option.callback_confirmation, "confirmation", language)
     else:
-        await play_message(call, None, "saved", language)
+        await deflection.play_message(call, None, "saved", language)
     call.hangup("voicemail left")
     return TaskResult("done", {"voicemail_id": voicemail_id})
 
