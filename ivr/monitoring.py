@@ -92,7 +92,8 @@ class Supervision:
         self.settings = settings.monitoring
         self.directory = Directory(settings.users, settings.roles)
         self.registrar = Registrar(min_expires=1)
-        self.digest = DigestServer(self.settings.realm, secrets.token_bytes(32))
+        self.digest = DigestServer(self.settings.realm, secrets.token_bytes(32),
+                                   algorithms=self.settings.sip_algorithms)
         self.monitors: dict[str, Monitor] = {}
         self._monitor_legs: set[int] = set()  # engine leg ids of supervisor legs
         self._pending: dict[str, _Pending] = {}
@@ -403,6 +404,10 @@ class Supervision:
                     break
                 if digit_future in done:
                     self._on_key(monitor, digit_future.result())
+        except asyncio.CancelledError:
+            # A dial-in leg's behaviour task is cancelled when the supervisor hangs up.
+            reason = "supervisor hung up" if leg.ended.is_set() else "cancelled"
+            raise
         finally:
             self._detach(monitor, reason)
             monitor.state = "stopped"
@@ -486,10 +491,11 @@ class Supervision:
 
     def confirm_end(self, call: Call, user: User, token: str) -> dict[str, Any]:
         self.require(user, Permission.CALLS_END, call)
-        pending = self._pending.pop(token, None)
+        pending = self._pending.get(token)
         if pending is None or pending.expires_at < time.time() or pending.user != user.name \
                 or pending.call_id != call.call_id:
             raise MonitorError(409, "unknown or expired confirmation token")
+        del self._pending[token]
         return self.end_call(call, user.name, f"ended by {user.name}")
 
     def end_call(self, call: Call, who: str, reason: str) -> dict[str, Any]:

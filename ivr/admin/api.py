@@ -124,11 +124,10 @@ class AdminApi:
 
     def _call(self, request: Request) -> Any:
         call = self.sup.find_call(request.params["id"])
-        if call is None or not self.sup.visible(request.user, call):
-            # Not visible is reported as absent: a manager learns nothing of other teams.
-            if call is not None and request.user.can(Permission.CALLS_VIEW):
-                raise ApiError(403, f"call {request.params['id']} is outside your teams")
+        if call is None:
             raise ApiError(404, f"no call {request.params['id']}")
+        if not self.sup.visible(request.user, call):
+            raise ApiError(403, f"call {request.params['id']} is not yours to see")
         return call
 
     def _monitor(self, request: Request) -> Any:

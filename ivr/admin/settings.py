@@ -34,6 +34,8 @@ class MonitoringSettings(_Model):
     feature_code: Code = "*55"
     pin_feature_code: Code = "*56"
     realm: Annotated[str, Field(min_length=1, max_length=64)] = "switchhook"
+    # Digest algorithms offered to supervisors' phones, in order of preference (RFC 8760).
+    sip_algorithms: tuple[Literal["SHA-256", "MD5"], ...] = ("SHA-256", "MD5")
     mode_keys: dict[Key, Mode] = Field(
         default_factory=lambda: {"1": "listen", "2": "coach", "3": "barge"})
     next_key: Key = "*"  # move to the next monitorable call

@@ -200,7 +200,11 @@ class SippPeer:
 
 
 def sipp_peer(tmp: Path, name: str, media_port: int, *, uac_to: int | None = None,
-              service: str = "100", caller: str = "+15550001111") -> SippPeer:
+              service: str = "100", caller: str = "+15550001111", scenario: str | None = None,
+              keys: dict[str, str] | None = None,
+              subst: dict[str, str] | None = None) -> SippPeer:
+    """A SIPp phone; ``keys`` are ``-key`` values, ``subst`` fills ``%%name%%`` placeholders
+    where SIPp takes no keyword (expected response codes)."""
     sipp = require_peer("sipp")
     port = free_port()
     log = tmp / f"sipp-{name}.log"
@@ -208,10 +212,18 @@ def sipp_peer(tmp: Path, name: str, media_port: int, *, uac_to: int | None = Non
            "-message_file", str(log), "-timeout", "60s", "-timeout_error",
            "-mi", "127.0.0.1", "-mp", str(free_port(both=False) & ~1),
            "-key", "media_port", str(media_port), "-key", "caller", caller]
-    if uac_to is None:
-        cmd += ["-sf", str(SCENARIOS / "mon_uas_answer.xml")]
-    else:
-        cmd += [f"127.0.0.1:{uac_to}", "-sf", str(SCENARIOS / "mon_uac_park.xml"), "-s", service]
+    for key, value in (keys or {}).items():
+        cmd += ["-key", key, value]
+    source = SCENARIOS / (scenario or ("mon_uas_answer.xml" if uac_to is None
+                                       else "mon_uac_park.xml"))
+    text = source.read_text()
+    for key, value in (subst or {}).items():
+        text = text.replace(f"%%{key}%%", value)
+    scenario_path = tmp / f"{name}-{source.name}"
+    scenario_path.write_text(text)
+    cmd += ["-sf", str(scenario_path)]
+    if uac_to is not None:
+        cmd += [f"127.0.0.1:{uac_to}", "-s", service]
     process = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return SippPeer(process, log, port)
 
@@ -249,9 +261,10 @@ class Harness:
     peers: list[SippPeer] = field(default_factory=list)
 
     async def bridged_call(self, agent: str = "a1", caller: str = "+15550001111",
-                           queue: str | None = "support") -> Bridged:
+                           queue: str | None = "support", caller_hz: float = CALLER_HZ,
+                           agent_hz: float = AGENT_HZ) -> Bridged:
         engine = self.engine
-        caller_rtp, agent_rtp = self.tone(CALLER_HZ), self.tone(AGENT_HZ)
+        caller_rtp, agent_rtp = self.tone(caller_hz), self.tone(agent_hz)
         sip_port = engine.listening[0][2]
         before = set(engine.calls)
         uac = self.peer(sipp_peer(self.tmp, f"caller-{caller}", caller_rtp.port, uac_to=sip_port,
@@ -350,6 +363,7 @@ def run_with_engine(tmp_path: Path, body: Callable[[Harness], Awaitable[Any]],
     config_path, _ = write_config(
         tmp_path, free_port(), users=users, roles=roles, acd=ACD,
         admin={"enabled": True, "listen": f"127.0.0.1:{admin_port}"},
+        monitoring={"sip_algorithms": ["MD5"], **overrides.pop("monitoring", {})},
         store={"path": str(tmp_path / "store.db")}, **overrides)
     loaded = load_all(config_path)
 
