@@ -19,6 +19,7 @@ import struct
 import subprocess
 import threading
 import time
+import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -493,5 +494,107 @@ def test_five_supervisors_on_one_call_each_in_their_own_mode(tmp_path: Path) -> 
         status, audit = await h.api("GET", f"/audit?call_id={b.call.call_id}")
         stops = [r for r in audit["audit"] if r["action"] == "monitor.stop"]
         assert len(stops) == 5 and {r["details"]["reason"] for r in stops} == {"call ended"}
+
+    run_with_engine(tmp_path, body)
+
+
+# ---- a real phone: baresip ---------------------------------------------------------------
+
+
+def start_baresip(tmp: Path, engine_port: int,
+                  user: str) -> tuple[subprocess.Popen[bytes], Path, int]:
+    """A headless baresip registering ``user`` to the engine, auto-answering, sending a
+    2500 Hz tone from a WAV file (aufile) and dumping what it hears to files (sndfile)."""
+    binary = require_peer("baresip")
+    home = tmp / "baresip"
+    (home / "sound").mkdir(parents=True, exist_ok=True)
+    sip_port = free_port()
+    rtp_port = free_port(both=False) & ~1
+    tone_file = home / "tone.wav"
+    with wave.open(str(tone_file), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(struct.pack(f"<{8000 * 30}h", *(
+            int(6000 * math.sin(2 * math.pi * 2500 * i / 8000)) for i in range(8000 * 30))))
+    (home / "accounts").write_text(
+        f"<sip:{user}@127.0.0.1:{engine_port}>;auth_pass={SIP_PASSWORD};answermode=auto;"
+        "regint=60;audio_codecs=PCMU\n")
+    (home / "config").write_text("\n".join([
+        "poll_method epoll",
+        f"sip_listen 127.0.0.1:{sip_port}",
+        "sip_transports udp",
+        "audio_player aufile,/dev/null",
+        f"audio_source aufile,{tone_file}",
+        "audio_alert aufile,/dev/null",
+        f"rtp_ports {rtp_port}-{rtp_port + 1}",
+        "module_path /usr/lib/baresip/modules",
+        "module g711.so",
+        "module aufile.so",
+        "module sndfile.so",
+        "module_app account.so",
+        "module_app menu.so",
+        f"snd_path {home / 'sound'}",
+        "net_interface 127.0.0.1",
+        "",
+    ]))
+    log = tmp / "baresip.log"
+    process = subprocess.Popen([binary, "-f", str(home), "-v"], cwd=tmp,
+                               stdin=subprocess.DEVNULL, stdout=log.open("wb"),
+                               stderr=subprocess.STDOUT)
+    return process, log, rtp_port
+
+
+def test_baresip_supervisor_phone_registers_and_is_called_to_listen(tmp_path: Path) -> None:
+    async def body(h: Harness) -> None:
+        engine = h.engine
+        process, log, baresip_rtp = start_baresip(h.tmp, engine.listening[0][2], "baresip")
+        try:
+            await h.until(lambda: engine.supervision.registrar.all_bindings(
+                asyncio.get_running_loop().time()), timeout=15)
+            b = await h.bridged_call()
+            status, view = await h.api("POST", f"/calls/{b.call.call_id}/monitor",
+                                       {"mode": "listen"}, token=TOKENS["baresip"])
+            assert status == 202, view
+            view = await h.until_active(view["id"], TOKENS["baresip"])
+            monitor = engine.supervision.monitors[view["id"]]
+            assert monitor.tap is not None and monitor.tap.attached
+            assert b.call.bridge is not None and len(b.call.bridge.taps) == 1
+            leg = monitor.leg
+            assert leg is not None and leg.rtp is not None
+            await asyncio.sleep(2.0)
+            stats = leg.rtp.stats.as_dict()
+            assert stats["packets_sent"] >= 60, stats  # the mix flows to baresip's port
+            assert leg.negotiated is not None and leg.negotiated.remote_port == baresip_rtp
+            assert stats["packets_received"] >= 30, stats  # and baresip's audio comes back
+            # Baresip talks (2500 Hz sine) but in listen mode nobody hears it.
+            since, until = time.monotonic() - 1.5, time.monotonic()
+            assert b.agent.hears(2500.0, since, until) < 0.01
+            assert b.caller.hears(2500.0, since, until) < 0.01
+            status, _ = await h.api("DELETE", f"/monitors/{view['id']}", token=TOKENS["baresip"])
+            assert status == 200
+            await h.until(lambda: leg.ended.is_set())
+            await h.until(lambda: "terminated" in log.read_text(errors="replace")
+                          or "closed" in log.read_text(errors="replace"), timeout=5)
+            text = log.read_text(errors="replace")
+            assert "200 OK" in text or "registered" in text.lower(), text[-2000:]
+            assert "established" in text.lower(), text[-2000:]
+            # What baresip decoded (its sndfile dump): the caller's and the agent's tones.
+            dump = next((h.tmp / "baresip" / "sound").glob("dump-*-dec.wav"))
+            with wave.open(str(dump), "rb") as heard:
+                pcm = heard.readframes(heard.getnframes())
+            assert heard.getframerate() == 8000 and len(pcm) > 16000
+            assert relative_power(pcm[8000:], CALLER_HZ) > 0.15
+            assert relative_power(pcm[8000:], AGENT_HZ) > 0.15
+            b.hangup("done")
+            assert_one_continuous_stream(b.agent.packets)
+            assert await b.uas.wait() == 0
+            assert b.uas.requests_received() == ["INVITE", "ACK", "BYE"]
+        finally:
+            process.terminate()
+            try:
+                await asyncio.to_thread(process.wait, 10)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
     run_with_engine(tmp_path, body)
