@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                                        "(2026-12-25T10:00:00+01:00) or offset (+3d4h)")
     hours.set_defaults(func=cmd_hours)
 
+    from .admin.client import add_commands as add_admin_commands
+
+    add_admin_commands(sub, config_help)  # calls, agents, monitor, end-call, hash-secret
+
     args = parser.parse_args(argv)
     return int(args.func(args))
 
