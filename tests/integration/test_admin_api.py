@@ -195,3 +195,29 @@ def test_dial_in_listens_switches_to_coach_by_dtmf_and_moves_to_the_next_call(
         await asyncio.sleep(0)
 
     run_with_engine(tmp_path, body)
+
+
+def test_cli_lists_calls_and_agents_and_ends_a_call(tmp_path: Path) -> None:
+    import sys
+
+    async def cli(h: Harness, *args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ivr.cli", *args, "--api", f"127.0.0.1:{h.admin_port}",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            env={**__import__("os").environ, "SWITCHHOOK_TOKEN": TOKENS["root"]})
+        out, _ = await process.communicate()
+        return process.returncode or 0, out.decode()
+
+    async def body(h: Harness) -> None:
+        b = await h.bridged_call(agent="a1")
+        code, out = await cli(h, "calls", "--state", "connected")
+        assert code == 0 and b.call.call_id in out and "connected" in out, out
+        code, out = await cli(h, "agents")
+        assert code == 0 and "a1" in out and b.call.call_id in out, out
+        code, out = await cli(h, "calls", b.call.call_id)
+        assert code == 0 and '"participants"' in out, out
+        code, out = await cli(h, "end-call", b.call.call_id, "--yes")
+        assert code == 0 and "ended" in out, out
+        assert await b.uac.wait() == 0 and await b.uas.wait() == 0
+
+    run_with_engine(tmp_path, body)
