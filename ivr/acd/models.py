@@ -34,6 +34,7 @@ __all__ = [
     "TEMPLATE_FIELDS",
     "AcdSettings",
     "AgentConfig",
+    "AgentRegistrar",
     "AgentSip",
     "AudioSource",
     "FeatureCodes",
@@ -43,8 +44,10 @@ __all__ = [
     "QueueConfig",
     "QueueMembership",
     "QueueWhisper",
+    "SmsGateway",
     "SmsSettings",
     "Strategy",
+    "ToneServer",
     "WhisperDefaults",
     "check_acd",
     "parse_overflow_target",
@@ -496,11 +499,53 @@ def check_acd(
     return _cross_problems(list(enumerate(agents)), list(enumerate(queues)))
 
 
+class AgentRegistrar(_Model):
+    """The registrar agents' phones REGISTER with (RFC 3261 §10.3, digest per RFC 8760).
+
+    ``algorithms`` are offered in RFC 8760 preference order (SHA-256 first). Expiry is
+    clamped to ``min_expires_seconds``..``max_expires_seconds`` (shorter: 423 with
+    Min-Expires); expired bindings are swept every ``sweep_seconds``."""
+
+    realm: Annotated[str, Field(min_length=1, max_length=64)] = "switchhook"
+    algorithms: tuple[Literal["SHA-256", "MD5"], ...] = Field(
+        default=("SHA-256", "MD5"), min_length=1)
+    min_expires_seconds: int = Field(default=60, ge=1, le=3600)
+    max_expires_seconds: int = Field(default=3600, ge=1, le=86400)
+    default_expires_seconds: int = Field(default=3600, ge=1, le=86400)
+    max_contacts_per_agent: int = Field(default=5, ge=1, le=20)
+    sweep_seconds: float = Field(default=5, gt=0, le=300)
+
+
+class SmsGateway(_Model):
+    """SMS notifications on offers: a JSON POST ``{"to", "text", "call_id", "queue",
+    "agent_id"}`` to ``url`` (an SMS gateway's webhook), at most ``timeout_seconds``."""
+
+    url: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    timeout_seconds: float = Field(default=5, gt=0, le=60)
+    text: Text = "Call waiting in {queue} from {caller}"
+
+
+class ToneServer(_Model):
+    """Serves uploaded ring tones (``dir``/*.mp3) over HTTP on ``listen`` (host:port), so a
+    queue's ``offer.ring_tone: billing.mp3`` is sent as ``Alert-Info: <http://host:port/
+    billing.mp3>``. ``base_url`` overrides the URL prefix (behind a proxy)."""
+
+    listen: Annotated[str, Field(pattern=r"^[^\s:]+:[0-9]{1,5}$")] = "127.0.0.1:8089"
+    dir: str = "tones"
+    base_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+
+
 class AcdSettings(_Model):
     """The ``acd`` section: global whisper, feature codes, agents and queues."""
 
     whisper: WhisperDefaults = WhisperDefaults()
     feature_codes: FeatureCodes = FeatureCodes()
+    registrar: AgentRegistrar = AgentRegistrar()
+    # Log an agent in (available) when a phone registers while the agent is logged out:
+    # for sites without feature-code discipline. Default off: agents log in themselves.
+    log_in_on_register: bool = False
+    sms_gateway: SmsGateway | None = None
+    tone_server: ToneServer | None = None
     agents: tuple[AgentConfig, ...] = ()
     queues: tuple[QueueConfig, ...] = ()
 
