@@ -758,16 +758,20 @@ class Engine:
         bridge = self.bridge(caller, other)
         a = asyncio.ensure_future(caller.ended.wait())
         b = asyncio.ensure_future(other.ended.wait())
+        first: MediaLeg = caller
         try:
             done, _ = await asyncio.wait({a, b}, return_when=asyncio.FIRST_COMPLETED)
+            first = caller if a in done else other
         finally:
             a.cancel()
             b.cancel()
             bridge.stop()
             caller.bridge = other.bridge = None
-        first = caller if a in done else other
-        survivor = other if first is caller else caller
-        self.hangup(survivor, reason)
+            # Also when this task is cancelled (the caller's BYE cancels the call's task
+            # before the wait returns): no leg of a broken bridge stays up.
+            for leg in (caller, other):
+                if leg.state is not CallState.ENDED:
+                    self.hangup(leg, reason)
         return first
 
     # ---- ending -----------------------------------------------------------------------------
