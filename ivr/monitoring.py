@@ -213,7 +213,7 @@ class Supervision:
         if acd is not None and hasattr(acd, "snapshot_agents"):
             for row in acd.snapshot_agents():
                 row = dict(row) if not isinstance(row, dict) else row
-                snapshot[str(row.get("id") or row.get("agent"))] = row
+                snapshot[str(row.get("agent_id") or row.get("id") or row.get("agent"))] = row
         out = []
         calls = {c.agent: c for c in self.customer_calls() if c.agent}
         for agent_id, agent in self._agents.items():
