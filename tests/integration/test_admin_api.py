@@ -221,3 +221,68 @@ def test_cli_lists_calls_and_agents_and_ends_a_call(tmp_path: Path) -> None:
         assert await b.uac.wait() == 0 and await b.uas.wait() == 0
 
     run_with_engine(tmp_path, body)
+
+
+def test_monitor_a_call_bridged_by_a_real_queue(engine_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Through the ACD (registered agent phone, queue, whisper, bridge), engine as a process:
+    the API lists the queued-then-connected call with its agent and queue, a supervisor is
+    attached, the agent's phone sees no new request, and the call's end hangs up the monitor."""
+    import http.client
+    import json
+
+    from .conftest import free_port
+    from .test_monitoring import ToneLeg, sipp_peer, users_config
+    from .test_queues import RtpPeer, acd_config, agent_phone, caller, start
+
+    users, roles = users_config()
+    admin_port = free_port()
+    engine = start(engine_factory, acd_config(), users=users, roles=roles,
+                   admin={"enabled": True, "listen": f"127.0.0.1:{admin_port}"})
+
+    def api(method: str, path: str, body: object = None) -> tuple[int, object]:
+        conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
+        conn.request(method, path, body=None if body is None else json.dumps(body),
+                     headers={"Authorization": f"Bearer {TOKENS['root']}"})
+        response = conn.getresponse()
+        data = json.loads(response.read())
+        conn.close()
+        return response.status, data
+
+    agent_media, caller_media = RtpPeer(0x44, 0), RtpPeer(0x33, 0)
+    sup = ToneLeg(SUPERVISOR_HZ)
+    try:
+        phone = agent_phone(engine, tmp_path, "alice", agent_rtp=str(agent_media.port),
+                            agent_pt="0", agent_codec="PCMU", answer_ms="200")
+        uac = caller(engine, tmp_path, rtp_port=caller_media.port, hold_ms="7000", codecs="0")
+        deadline = time.monotonic() + 15
+        calls: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not calls:
+            _, body = api("GET", "/calls?state=connected&agent=alice")
+            calls = body["calls"]  # type: ignore[index]
+            time.sleep(0.1)
+        assert calls and calls[0]["queue"] == "billing", calls
+        _, agents = api("GET", "/agents")
+        alice = next(a for a in agents["agents"] if a["id"] == "alice")  # type: ignore[index]
+        assert alice["current_call"]["id"] == calls[0]["id"]
+        monitor_phone = sipp_peer(tmp_path, "queue-sup", sup.port)
+        time.sleep(0.3)
+        status, view = api("POST", f"/calls/{calls[0]['id']}/monitor",
+                           {"mode": "listen", "target": f"sip:sup@127.0.0.1:{monitor_phone.port}"})
+        assert status == 202, view
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and view["state"] != "active":  # type: ignore[index]
+            time.sleep(0.1)
+            _, view = api("GET", f"/monitors/{view['id']}")  # type: ignore[index]
+        assert view["state"] == "active", view  # type: ignore[index]
+        assert uac.wait(40) == 0, uac.errors
+        assert phone.wait(20) == 0, phone.errors
+        assert monitor_phone.process.wait(20) == 0, "the monitor was hung up at the call's end"
+        assert len(sup.packets) >= 50, "the supervisor received the mix"
+        assert len(phone.received("INVITE")) == 1, "no re-INVITE to the agent"
+        _, audit = api("GET", f"/audit?call_id={calls[0]['id']}")
+        assert [(r["action"], r["details"]["agent"]) for r in audit["audit"]] == [  # type: ignore[index]
+            ("monitor.start", "alice"), ("monitor.stop", "alice")]
+    finally:
+        agent_media.close()
+        caller_media.close()
+        sup.close()

@@ -212,7 +212,7 @@ def sipp_peer(tmp: Path, name: str, media_port: int, *, uac_to: int | None = Non
     cmd = [sipp, "-i", "127.0.0.1", "-p", str(port), "-m", "1", "-nostdin", "-trace_msg",
            "-message_file", str(log), "-timeout", "60s", "-timeout_error",
            "-mi", "127.0.0.1", "-mp", str(free_port(both=False) & ~1),
-           "-key", "media_port", str(media_port), "-key", "caller", caller]
+           "-key", "peer_rtp", str(media_port), "-key", "caller", caller]
     for key, value in (keys or {}).items():
         cmd += ["-key", key, value]
     source = SCENARIOS / (scenario or ("mon_uas_answer.xml" if uac_to is None
@@ -581,9 +581,16 @@ def test_baresip_supervisor_phone_registers_and_is_called_to_listen(tmp_path: Pa
             assert "established" in text.lower(), text[-2000:]
             # What baresip decoded (its sndfile dump): the caller's and the agent's tones.
             dump = next((h.tmp / "baresip" / "sound").glob("dump-*-dec.wav"))
-            with wave.open(str(dump), "rb") as heard:
-                pcm = heard.readframes(heard.getnframes())
-            assert heard.getframerate() == 8000 and len(pcm) > 16000
+
+            def read_dump() -> tuple[int, bytes] | None:
+                try:  # baresip finalises the WAV header when the call's audio closes
+                    with wave.open(str(dump), "rb") as heard:
+                        return heard.getframerate(), heard.readframes(heard.getnframes())
+                except (wave.Error, EOFError):
+                    return None
+
+            rate, pcm = await h.until(read_dump)
+            assert rate == 8000 and len(pcm) > 16000
             assert relative_power(pcm[8000:], CALLER_HZ) > 0.15
             assert relative_power(pcm[8000:], AGENT_HZ) > 0.15
             b.hangup("done")
