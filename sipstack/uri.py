@@ -33,6 +33,8 @@ def split_quoted(text: str, sep: str) -> list[str]:
     RFC 3261 §7.3.1: commas inside quoted strings or ``<...>`` do not separate values;
     ``\\`` escapes inside quoted strings (§25.1 quoted-pair).
     """
+    if '"' not in text and "<" not in text:
+        return text.split(sep)  # the common case: nothing can hide a separator
     parts: list[str] = []
     depth = 0
     quoted = False
