@@ -58,6 +58,31 @@ def free_port(kind: int = socket.SOCK_DGRAM, both: bool = True) -> int:
     raise RuntimeError("no free port")
 
 
+_media_next = [30000]
+
+
+def sipp_media_port() -> int:
+    """An even port with the next three free too: SIPp binds audio RTP/RTCP on -mp and
+    video RTP/RTCP on -mp+2/+3. From 30000-32700, between the engines' RTP ranges and the
+    ephemeral range, so a neighbour's socket cannot race for it."""
+    for _ in range(700):
+        port = _media_next[0]
+        _media_next[0] = port + 4 if port + 8 < 32760 else 30000
+        socks = []
+        try:
+            for offset in range(4):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+        return port
+    raise RuntimeError("no free SIPp media port block")
+
+
 # Below Linux's ephemeral range (32768-60999), where SIPp and clients get their ports.
 _RTP_FIRST, _RTP_LAST = 10000, 30000
 _rtp_base = [_RTP_FIRST]
@@ -247,8 +272,7 @@ def run_sipp(scenario: str, engine: RunningEngine, tmp_path: Path, *, calls: int
     scenario_path = workdir / scenario
     scenario_path.write_text(text)
     local_port = free_port()
-    media_port = free_port(both=False)
-    media_port -= media_port % 2
+    media_port = sipp_media_port()
     cmd = [
         sipp, f"127.0.0.1:{engine.sip_port}", "-sf", str(scenario_path),
         "-i", "127.0.0.1", "-p", str(local_port), "-mi", "127.0.0.1",

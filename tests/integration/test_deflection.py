@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import SIPP_PCAPS, RunningEngine, free_port, require_peer, run_sipp
+from .conftest import SIPP_PCAPS, RunningEngine, free_port, require_peer, run_sipp, sipp_media_port
 
 pytestmark = pytest.mark.integration
 
@@ -141,7 +141,7 @@ def sipp_uas(tmp_path: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sipp, "-i", "127.0.0.1", "-p", str(port), "-m", "1", "-nostdin", "-trace_msg",
          "-message_file", str(tmp_path / "uas.log"), "-timeout", "40s", "-timeout_error",
-         "-mi", "127.0.0.1", "-mp", str(free_port(both=False) & ~1), *args],
+         "-mi", "127.0.0.1", "-mp", str(sipp_media_port()), *args],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

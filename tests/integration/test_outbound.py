@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ivr.loading import load_all
 from ivr.engine import CallState, Engine, OriginateFailed
+from ivr.loading import load_all
 from media.prompts import tone
 
-from .conftest import SCENARIOS, free_port, require_peer, write_config
+from .conftest import SCENARIOS, free_port, require_peer, sipp_media_port, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ def sipp_uas(tmp_path: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sipp, "-i", "127.0.0.1", "-p", str(port), "-m", "1", "-nostdin", "-trace_msg",
          "-message_file", str(tmp_path / "uas.log"), "-timeout", "30s", "-timeout_error",
-         "-mi", "127.0.0.1", "-mp", str(free_port(both=False) & ~1), *args],
+         "-mi", "127.0.0.1", "-mp", str(sipp_media_port()), *args],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from media.prompts import tone
 
-from .conftest import SCENARIOS, RunningEngine, free_port, require_peer
+from .conftest import SCENARIOS, RunningEngine, free_port, require_peer, sipp_media_port
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ class Sipp:
         self.workdir = tmp / f"{name}-{time.monotonic_ns()}"
         self.workdir.mkdir()
         self.port = port or free_port()
-        media = free_port(both=False) & ~1
+        media = sipp_media_port()
         defaults = {"answer_ms": "300", "agent_rtp": "[media_port]", "agent_pt": "0",
                     "agent_codec": "PCMU", "bye_timeout": "60000", "talk_ms": "1000",
                     "hold_ms": "1000", "display": '"Jane Doe" ', "from_user": "+15550001111",
@@ -169,7 +169,7 @@ def caller(engine: RunningEngine, tmp: Path, scenario: str = "queue_uac_caller_b
     if rtp_port is not None:
         args += ["-key", "rtp_port", str(rtp_port)]
     else:
-        args += ["-key", "rtp_port", str(free_port(both=False) & ~1)]
+        args += ["-key", "rtp_port", str(sipp_media_port())]
     return Sipp(tmp, "caller", scenario, args, {"extra_headers": extra, **subst})
 
 
