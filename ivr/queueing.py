@@ -784,6 +784,30 @@ class AcdRuntime:
             .allow_transfers_outside_hours)
         return bool(options)
 
+    def transfer_targets(self) -> list[dict[str, Any]]:
+        """The queues an agent may transfer to right now (the after-hours transfer rules:
+        ``ivr.hours.transferable_queues``), each with the reason it is listed."""
+        engine = self.engine
+        rows = {row["queue"]: row for row in self.acd.queue_snapshot(self._now())}
+        names = [q.name for q in engine.settings.acd.queues]
+        hours = engine.settings.hours
+        if hours is None:
+            return [{"queue": name, "reason": "no business hours configured: always open"}
+                    for name in names]
+        from .hours import QueueState, deflection_enabled, transferable_queues
+
+        states = [QueueState(name=name,
+                             deflection_enabled=deflection_enabled(engine.settings.after_hours,
+                                                                   name),
+                             agents_logged_in=rows.get(name, {}).get("agents_logged_in", 0))
+                  for name in names]
+        options = transferable_queues(
+            states, now=engine.now(), config=hours,
+            allow_transfers_outside_hours=engine.settings.after_hours
+            .allow_transfers_outside_hours)
+        return [{"queue": o.queue, "reason": str(getattr(o.reason, "value", o.reason))}
+                for o in options]
+
     def _number_allowed(self, number: str) -> bool:
         # Outside numbers need an outbound trunk to leave through.
         return any(getattr(t, "outbound", None) for t in self.engine.settings.trunks)

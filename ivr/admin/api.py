@@ -197,6 +197,16 @@ async def list_queues(api: AdminApi, request: Request) -> ApiResponse:
     return ApiResponse(200, {"queues": api.sup.queues_view()})
 
 
+@route("GET", "/transfer-targets")
+async def transfer_targets(api: AdminApi, request: Request) -> ApiResponse:
+    """Queues an agent may transfer to now (open; closed with deflection, logged-in agents
+    or a 24/7 virtual agent when transfers outside hours are allowed)."""
+    _need(request.user, Permission.CALLS_VIEW)
+    runtime = getattr(api.sup.engine, "acd_runtime", None)
+    targets = runtime.transfer_targets() if runtime is not None else []
+    return ApiResponse(200, {"queues": targets})
+
+
 @route("POST", "/calls/{id}/monitor")
 async def start_monitor(api: AdminApi, request: Request) -> ApiResponse:
     call = api._call(request)
@@ -348,6 +358,9 @@ OPENAPI: dict[str, Any] = {
                             "responses": _ok("AgentList")}},
         "/queues": {"get": {"summary": "Queues and their waiting/connected calls",
                             "responses": _ok("QueueList")}},
+        "/transfer-targets": {"get": {"summary": "Queues an agent may transfer to now, with "
+                                              "the rule that lists each",
+                                      "responses": _ok("QueueList")}},
         "/monitors": {"get": {"summary": "Monitors in progress",
                               "responses": _ok("MonitorList")}},
         "/monitors/{id}": {

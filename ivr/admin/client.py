@@ -92,6 +92,26 @@ def cmd_agents(args: argparse.Namespace) -> int:
     return _out(args, status, body, lines)
 
 
+def cmd_queues(args: argparse.Namespace) -> int:
+    status, body = request(args, "GET", "/queues")
+    rows = (body or {}).get("queues", [])
+    lines = [f"{'QUEUE':16} {'WAITING':>7} {'LONGEST':>8} {'AVAIL':>5} {'ANSWERED':>8} "
+             f"{'ABANDONED':>9}"]
+    for q in rows:
+        lines.append(f"{str(q.get('queue', q.get('name', '')))[:16]:16} "
+                     f"{q.get('callers_waiting', q.get('waiting', 0)):>7} "
+                     f"{round(q.get('longest_wait_seconds') or 0):>7}s "
+                     f"{q.get('agents_available', 0):>5} {q.get('answered', 0):>8} "
+                     f"{q.get('abandoned', 0):>9}")
+    return _out(args, status, body, lines)
+
+
+def cmd_transfer_targets(args: argparse.Namespace) -> int:
+    status, body = request(args, "GET", "/transfer-targets")
+    lines = [f"{q['queue']:16} {q['reason']}" for q in (body or {}).get("queues", [])]
+    return _out(args, status, body, lines or ["(no queue can take a transfer now)"])
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     if args.action == "start":
         payload: dict[str, Any] = {"mode": args.mode}
@@ -182,6 +202,13 @@ def add_commands(sub: Any, config_help: str) -> None:
 
     agents = common(sub.add_parser("agents", help="agents, their states and current call"))
     agents.set_defaults(func=_guard(cmd_agents))
+
+    queues = common(sub.add_parser("queues", help="queues: waiting callers, agents, counts"))
+    queues.set_defaults(func=_guard(cmd_queues))
+
+    targets = common(sub.add_parser(
+        "transfer-targets", help="queues an agent may transfer to now, and why"))
+    targets.set_defaults(func=_guard(cmd_transfer_targets))
 
     monitor = sub.add_parser("monitor", help="monitor calls: start, mode, stop, list")
     actions = monitor.add_subparsers(dest="action", required=True)

@@ -264,6 +264,19 @@ def test_monitor_a_call_bridged_by_a_real_queue(engine_factory, tmp_path: Path) 
         _, agents = api("GET", "/agents")
         alice = next(a for a in agents["agents"] if a["id"] == "alice")  # type: ignore[index]
         assert alice["current_call"]["id"] == calls[0]["id"]
+        _, queues = api("GET", "/queues")
+        billing = next(q for q in queues["queues"] if q["queue"] == "billing")  # type: ignore[index]
+        assert billing["agents_on_call"] == 1, billing
+        status, targets = api("GET", "/transfer-targets")
+        assert status == 200
+        assert [q["queue"] for q in targets["queues"]] == ["billing"]  # type: ignore[index]
+        import subprocess
+        import sys
+
+        shown = subprocess.run(
+            [sys.executable, "-m", "ivr.cli", "queues", "--api", f"127.0.0.1:{admin_port}",
+             "--token", TOKENS["root"]], capture_output=True, text=True, timeout=20)
+        assert shown.returncode == 0 and "billing" in shown.stdout, shown.stdout + shown.stderr
         monitor_phone = sipp_peer(tmp_path, "queue-sup", sup.port)
         time.sleep(0.3)
         status, view = api("POST", f"/calls/{calls[0]['id']}/monitor",
