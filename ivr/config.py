@@ -38,11 +38,11 @@ from ivr.acd import AcdSettings
 from ivr.admin.settings import MonitoringSettings
 from ivr.crm import CrmSettings
 from ivr.events import MqttSettings
+from ivr.flows import ProfileConfig, RoutesConfig
+from ivr.hours import AfterHoursConfig, HoursConfig
 from ivr.outbox import OutboxSettings
 from ivr.roles import RoleConfig, UserConfig
 from ivr.store import StoreSettings
-from ivr.flows import ProfileConfig, RoutesConfig
-from ivr.hours import AfterHoursConfig, HoursConfig
 from ivr.yamlloc import (
     ConfigError,
     DocPath,

@@ -8,17 +8,17 @@ behaviour runs as an asyncio task (media itself is driven by the one shared medi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import random
 import secrets
-import contextlib
 import ssl
 import time
-from typing import Any
-from datetime import datetime
-from pathlib import Path
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -34,21 +34,21 @@ from sipstack.message import Limits, Request
 from sipstack.timers import TimerSettings
 from sipstack.transaction import Flow
 
+from . import tasks as _tasks  # noqa: F401 - registers the built-in flow tasks
 from .admission import Admitted, Challenge, Forbidden, TrunkAdmission
 from .config import Listener, Settings
 from .crm import HttpCrmClient
 from .events import CallAnswered, CallEnded, CallStarted, EventPublisher, make_event_publisher
-from .outbox import Outbox
-from .store import CallRecord, Store, StoreError
 from .flows import FlowSet
-from .hours import Clock, SystemClock
 from .flows.interpreter import CallContext, FlowSession
 from .flows.model import TtsItem
 from .flows.profile import CallerProfile, parse_profile
-from .runtime import FlowRuntime
-from . import tasks as _tasks  # noqa: F401 - registers the built-in flow tasks
-from .yamlloc import ConfigError
+from .hours import Clock, SystemClock
 from .logs import call_log_context
+from .outbox import Outbox
+from .runtime import FlowRuntime
+from .store import CallRecord, Store, StoreError
+from .yamlloc import ConfigError
 
 log = structlog.get_logger("switchhook.engine")
 
@@ -518,7 +518,7 @@ class Engine:
             await (behaviour or self.behaviour)(call)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - one call's failure must not affect others
+        except Exception:
             call.log.exception("call behaviour failed")
         finally:
             if call.state is not CallState.ENDED:
@@ -819,7 +819,7 @@ class Engine:
             hook, call.on_ended = call.on_ended, None
             try:
                 hook(call)
-            except Exception:  # noqa: BLE001 - a hook's failure must not stop the clean-up
+            except Exception:
                 call.log.exception("on_ended hook failed")
         if call.bridge is not None:
             call.bridge.stop()  # before the endpoint closes: nothing forwards into it

@@ -587,7 +587,9 @@ class Supervision:
                  contacts=len(result.headers))
         return True
 
-    def _on_invite(self, event: sip.InviteReceived) -> Callable[[Call], Awaitable[None]] | bool | None:
+    def _on_invite(
+        self, event: sip.InviteReceived
+    ) -> Callable[[Call], Awaitable[None]] | bool | None:
         request = event.request
         dialled = request.request_uri.user or ""
         code, pin_code = self.settings.feature_code, self.settings.pin_feature_code

@@ -86,7 +86,8 @@ BUILTIN_ROLES: Mapping[str, Role] = {
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 Name = Annotated[str, Field(pattern=_NAME)]
 TokenHash = Annotated[str, Field(pattern=r"^sha256\$[0-9a-f]{64}$")]
-PinHash = Annotated[str, Field(pattern=r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$")]
+_PIN_HASH = r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$"
+PinHash = Annotated[str, Field(pattern=_PIN_HASH)]
 Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{32}([0-9a-f]{32})?$")]
 
 

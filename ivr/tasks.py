@@ -51,5 +51,5 @@ async def hours_task(call: Call, task: StartTask) -> TaskResult:
 
 # The handlers living in their own modules register themselves on import.
 from . import deflection as _deflection  # noqa: E402, F401
-from . import voicemail as _voicemail  # noqa: E402, F401
 from . import queueing as _queueing  # noqa: E402, F401
+from . import voicemail as _voicemail  # noqa: E402, F401
