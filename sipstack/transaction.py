@@ -196,10 +196,15 @@ class Transaction:
     id: int
     machine: str  # "ict" | "nict" | "ist" | "nist"
     key: tuple[str, ...]
-    request: Request
+    # None once a server transaction has sent its final response: for the 64*T1 it lingers
+    # (timers J, L, H) only the response bytes and their destination are needed, and at
+    # hundreds of calls a second the parsed requests would be tens of thousands of objects.
+    request: Request | None
     flow: Flow
     state: State
-    last_response: Response | None = None
+    method: str = ""
+    final_status: int | None = None
+    response_dest: Flow | None = None
     last_response_bytes: bytes | None = None
     request_bytes: bytes = b""
     retransmit_interval: float = 0.0
@@ -394,9 +399,16 @@ class TransactionLayer:
                 f"transaction {transaction_id} already answered with a final response")
         state = txn.advance(event)  # a fresh name: mypy would keep the narrowing above
         data = bytes(response)
-        txn.last_response, txn.last_response_bytes = response, data
-        dest = response_flow(txn.request, txn.flow)
+        txn.last_response_bytes = data
+        dest = txn.response_dest
+        if dest is None:
+            assert txn.request is not None
+            dest = response_flow(txn.request, txn.flow)
         self._outgoing.append(Outgoing(data, dest))
+        if response.status_code >= 200:
+            txn.final_status = response.status_code
+            txn.response_dest = dest
+            txn.request = None
         t1, reliable = self.timers.t1_seconds, txn.flow.reliable
         if txn.machine == "ist":
             if state is State.ACCEPTED and "L" not in txn.extra:
@@ -437,7 +449,8 @@ class TransactionLayer:
 
     def _create(self, machine: str, key: tuple[str, ...], request: Request, flow: Flow,
                 state: State) -> Transaction:
-        txn = Transaction(self._next_id, machine, key, request, flow, state)
+        txn = Transaction(self._next_id, machine, key, request, flow, state,
+                          method=request.method)
         self._next_id += 1
         self._transactions[key] = txn
         self._by_id[txn.id] = txn
@@ -454,7 +467,7 @@ class TransactionLayer:
         txn.state = State.TERMINATED
         if timed_out:
             self._events.append(TransactionTimedOut(
-                transaction_id=txn.id, method=txn.request.method, server=txn.server,
+                transaction_id=txn.id, method=txn.method, server=txn.server,
                 reason=timed_out))
         else:
             self._events.append(TransactionTerminated(transaction_id=txn.id, server=txn.server))
@@ -467,8 +480,11 @@ class TransactionLayer:
         if txn.last_response_bytes is not None and txn.state in (
             State.PROCEEDING, State.COMPLETED
         ):
-            self._outgoing.append(
-                Outgoing(txn.last_response_bytes, response_flow(txn.request, txn.flow)))
+            dest = txn.response_dest
+            if dest is None:
+                assert txn.request is not None
+                dest = response_flow(txn.request, txn.flow)
+            self._outgoing.append(Outgoing(txn.last_response_bytes, dest))
 
     def _server_ack(self, txn: Transaction, ack: Request, flow: Flow, now: float) -> None:
         if txn.state is State.COMPLETED:
@@ -505,6 +521,7 @@ class TransactionLayer:
             self._heap.cancel((txn.id, "B"))
         if txn.state is State.COMPLETED:
             self._heap.cancel((txn.id, "B"))
+            assert txn.request is not None  # client transactions keep their request
             txn.ack_bytes = bytes(build_ack_for_failure(txn.request, response))
             self._outgoing.append(Outgoing(txn.ack_bytes, txn.flow))
             # §17.1.1.2: Timer D >= 32 s for unreliable transports, zero for reliable.
@@ -550,7 +567,7 @@ class TransactionLayer:
         elif name == "G":  # §17.2.1: retransmit the error response, G = min(2G, T2)
             if txn.state is State.COMPLETED and txn.last_response_bytes:
                 self._outgoing.append(
-                    Outgoing(txn.last_response_bytes, response_flow(txn.request, txn.flow)))
+                    Outgoing(txn.last_response_bytes, txn.response_dest or txn.flow))
                 txn.retransmit_interval = min(2 * txn.retransmit_interval, t2)
                 self._arm(txn, "G", now + txn.retransmit_interval)
         elif name in ("B", "F"):

@@ -352,28 +352,29 @@ class UserAgent:
         """Answer a server transaction reported by RequestReceived, ReinviteReceived or
         InDialogRequestReceived."""
         txn = self.transactions.get(transaction_id)
-        if txn is None:
-            raise LocalProtocolError(f"no server transaction {transaction_id}")
+        if txn is None or txn.request is None:
+            raise LocalProtocolError(f"no server transaction {transaction_id} to answer")
+        request, flow = txn.request, txn.flow  # the transaction releases it on a final
         extra = list(headers)
         if body and content_type:
             extra.append(("Content-Type", content_type))
         leg_id = self._leg_by_server_txn.get(transaction_id)
         leg = self._legs.get(leg_id) if leg_id is not None else None
-        to_tag = txn.request.to.tag
+        to_tag = request.to.tag
         if to_tag is None:
             to_tag = self._new_tag()
-        if txn.request.method == "INVITE" and leg is not None and 200 <= status_code < 300:
+        if request.method == "INVITE" and leg is not None and 200 <= status_code < 300:
             extra.append(("Contact", self._contact(leg.flow)))
-        response = make_response(txn.request, status_code, reason, to_tag=to_tag,
+        response = make_response(request, status_code, reason, to_tag=to_tag,
                                  headers=self._common_headers(extra), body=body)
         self.transactions.send_response(transaction_id, response, now)
         if status_code >= 200:
             self._leg_by_server_txn.pop(transaction_id, None)
-            if leg is not None and txn.request.method == "INVITE":
+            if leg is not None and request.method == "INVITE":
                 leg.pending_reinvite = None
                 if status_code < 300:
                     self._start_2xx_retransmission(leg, response, now,
-                                                   request=txn.request, flow=txn.flow)
+                                                   request=request, flow=flow)
         self._drain_transactions(now)
 
     def options_headers(self) -> list[tuple[str, str]]:
@@ -853,7 +854,7 @@ class UserAgent:
         txn = self.transactions.get(tid)
         if txn is None or txn.state not in (tx.State.TRYING, tx.State.PROCEEDING):
             return
-        if txn.last_response is not None and txn.last_response.status_code >= 200:
+        if txn.final_status is not None or txn.request is None:
             return
         leg_id = self._leg_by_server_txn.pop(tid, None)
         if leg_id is not None and (leg := self._legs.get(leg_id)) is not None:

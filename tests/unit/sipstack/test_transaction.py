@@ -319,3 +319,33 @@ def test_stamp_via_keeps_via_first_and_order() -> None:
     response = make_response(req, 200, to_tag="t")
     assert isinstance(response, Response)
     assert bytes(response).split(b"\r\n")[1].startswith(b"Via: SIP/2.0/UDP 10.0.0.1:5060;")
+
+
+def test_completed_server_transaction_keeps_only_bytes_and_destination() -> None:
+    """While it lingers for 64*T1 (Timer J) a completed transaction still answers
+    retransmissions, from the response bytes alone: the parsed request is released."""
+    from sipstack.message import make_response, parse_message
+    from sipstack.transaction import Flow, TransactionLayer, stamp_via
+
+    layer = TransactionLayer()
+    data = (b"BYE sip:x@192.0.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bKrel;"
+            b"rport\r\nFrom: <sip:a@192.0.2.1>;tag=a\r\nTo: <sip:x@192.0.2.2>;tag=b\r\n"
+            b"Call-ID: rel\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
+    flow = Flow("UDP", ("192.0.2.1", 40000), None, ("192.0.2.2", 5060))
+    request = parse_message(data)
+    stamp_via(request, flow)
+    layer.receive_request(request, flow, 0.0)
+    event = layer.next_event()
+    tid = event.transaction_id  # type: ignore[union-attr]
+    layer.send_response(tid, make_response(request, 200, to_tag="b"), 0.0)
+    first = layer.datagrams_to_send()
+    txn = layer.get(tid)
+    assert txn is not None and txn.request is None and txn.method == "BYE"
+    again = parse_message(data)
+    stamp_via(again, flow)
+    layer.receive_request(again, flow, 1.0)
+    resent = layer.datagrams_to_send()
+    assert [o.data for o in resent] == [o.data for o in first]
+    assert resent[0].flow.remote == ("192.0.2.1", 40000), "rport destination kept"
+    layer.handle_timer(32.0)
+    assert layer.get(tid) is None
