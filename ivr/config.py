@@ -51,7 +51,8 @@ from ivr.yamlloc import (
     load_yaml,
     located_error,
     merge_errors,
-    resolve_path,
+    no_control_chars,
+    resolve_in_context,
     validate,
 )
 
@@ -130,25 +131,15 @@ def _parse_cidr(value: Any) -> IPNetwork:
     )
 
 
-def _resolve(value: Path, info: ValidationInfo) -> Path:
-    base = (info.context or {}).get("base_dir")
-    return resolve_path(value, Path(base) if base is not None else None)
-
 
 def _existing_file(value: Path, info: ValidationInfo) -> Path:
-    resolved = _resolve(value, info)
+    resolved = resolve_in_context(value, info)
     if not resolved.is_file():
         raise PydanticCustomError(
             "file_missing", "file {value} does not exist", {"value": repr(str(value))}
         )
     return resolved
 
-
-def _no_control_chars(value: str) -> str:
-    # These strings end up in SIP headers and SDP lines; CR/LF would inject headers.
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        raise ValueError("must not contain control characters (line breaks, tabs)")
-    return value
 
 
 def _lower(value: Any) -> Any:
@@ -203,9 +194,9 @@ def _section() -> Any:
 
 IP = Annotated[IPAddress, BeforeValidator(_parse_ip)]
 CIDR = Annotated[IPNetwork, BeforeValidator(_parse_cidr)]
-ConfigPath = Annotated[Path, AfterValidator(_resolve)]
+ConfigPath = Annotated[Path, AfterValidator(resolve_in_context)]
 ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
-HeaderText = Annotated[str, Field(min_length=1), AfterValidator(_no_control_chars)]
+HeaderText = Annotated[str, Field(min_length=1), AfterValidator(no_control_chars)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, ValidationInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
@@ -633,6 +633,19 @@ def _describe(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     return type(value).__name__
+
+
+def no_control_chars(value: str) -> str:
+    """Validator: config strings end up in SIP headers, SDP and TTS; CR/LF would inject."""
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("must not contain control characters (line breaks, tabs)")
+    return value
+
+
+def resolve_in_context(value: Path, info: ValidationInfo) -> Path:
+    """Validator: a path relative to the config file (``context={"base_dir": ...}``)."""
+    base = (info.context or {}).get("base_dir")
+    return resolve_path(value, Path(base) if base is not None else None)
 
 
 def resolve_path(value: str | os.PathLike[str], base_dir: Path | None) -> Path:

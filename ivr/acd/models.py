@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from ivr.yamlloc import DocPath, located_error, merge_errors
+from ivr.yamlloc import DocPath, located_error, merge_errors, no_control_chars
 
 __all__ = [
     "TEMPLATE_FIELDS",
@@ -66,14 +66,8 @@ Name = Annotated[str, Field(pattern=_NAME)]
 """Agent ids, queue names and team names: they appear in logs, metrics labels and SIP headers."""
 
 
-def _no_control_chars(value: str) -> str:
-    # Display names and ring tones end up in SIP headers; CR/LF would inject headers.
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        raise ValueError("must not contain control characters (line breaks, tabs)")
-    return value
 
-
-Text = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_control_chars)]
+Text = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(no_control_chars)]
 
 MIN_SPEED = 0.5
 MAX_SPEED = 2.0

@@ -35,7 +35,8 @@ from ivr.yamlloc import (
     format_path,
     located_error,
     merge_errors,
-    resolve_path,
+    no_control_chars,
+    resolve_in_context,
 )
 
 __all__ = [
@@ -100,19 +101,9 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _no_control_chars(value: str) -> str:
-    # Values end up in SIP headers and TTS; CR/LF would inject headers.
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
-        raise ValueError("must not contain control characters (line breaks, tabs)")
-    return value
 
 
-def _resolve(value: Path, info: ValidationInfo) -> Path:
-    base = (info.context or {}).get("base_dir")
-    return resolve_path(value, Path(base) if base is not None else None)
-
-
-Text = Annotated[str, Field(min_length=1), AfterValidator(_no_control_chars)]
+Text = Annotated[str, Field(min_length=1), AfterValidator(no_control_chars)]
 Name = Annotated[str, Field(min_length=1, pattern=_NAME)]
 
 
@@ -129,7 +120,7 @@ class Prompt(_Model):
     """Text to speak (``tts``) or an audio file (``file``, relative to the config file)."""
 
     tts: Annotated[str, Field(min_length=1)] | None = None
-    file: Annotated[Path, AfterValidator(_resolve)] | None = None
+    file: Annotated[Path, AfterValidator(resolve_in_context)] | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Self:
