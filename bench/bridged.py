@@ -61,11 +61,17 @@ def write_config(workdir: Path, agents: int, log_level: str) -> Path:
     flows.mkdir()
     (flows / "bench_queue.yaml").write_text(FLOW)
     config = {
-        "sip": {"listen": [{"transport": "udp", "host": "127.0.0.1", "port": SIP_PORT}],
-                "max_calls": agents + 100},
-        "media": {"address": "127.0.0.1", "rtp_port_min": RTP_MIN, "rtp_port_max": RTP_MAX,
-                  "codecs": ["PCMU", "PCMA"],
-                  "tts": {"cache_dir": str(ROOT / "var" / "tts-cache")}},
+        "sip": {
+            "listen": [{"transport": "udp", "host": "127.0.0.1", "port": SIP_PORT}],
+            "max_calls": agents + 100,
+        },
+        "media": {
+            "address": "127.0.0.1",
+            "rtp_port_min": RTP_MIN,
+            "rtp_port_max": RTP_MAX,
+            "codecs": ["PCMU", "PCMA"],
+            "tts": {"cache_dir": str(ROOT / "var" / "tts-cache")},
+        },
         "trunks": [{"name": "local", "sources": ["127.0.0.0/8"]}],
         "flows": {"dir": str(flows), "watch": False},
         "routes": {"default": "bench_queue"},
@@ -73,11 +79,22 @@ def write_config(workdir: Path, agents: int, log_level: str) -> Path:
         "acd": {
             "registrar": {"algorithms": ["MD5"]},
             "log_in_on_register": True,
-            "agents": [{"id": f"a{i:04d}", "display_name": f"Agent {i}",
-                        "sip": {"username": f"a{i:04d}", "password": "bench"},
-                        "queues": ["bench"]} for i in range(1, agents + 1)],
-            "queues": [{"name": "bench", "display_name": "Bench",
-                        "hold_audio": {"tone": [440], "ms": 1000}}],
+            "agents": [
+                {
+                    "id": f"a{i:04d}",
+                    "display_name": f"Agent {i}",
+                    "sip": {"username": f"a{i:04d}", "password": "bench"},
+                    "queues": ["bench"],
+                }
+                for i in range(1, agents + 1)
+            ],
+            "queues": [
+                {
+                    "name": "bench",
+                    "display_name": "Bench",
+                    "hold_audio": {"tone": [440], "ms": 1000},
+                }
+            ],
         },
         "shutdown": {"grace_seconds": 1, "mode": "hangup"},
         "logging": {"level": log_level, "format": "json", "file": str(workdir / "engine.log")},
@@ -96,12 +113,14 @@ def register_agents(count: int) -> None:
             user = f"a{i:04d}"
             auth = ""
             for cseq in (1, 2):
-                msg = (f"REGISTER sip:127.0.0.1:{SIP_PORT} SIP/2.0\r\n"
-                       f"Via: SIP/2.0/UDP 127.0.0.1:{UAS_PORT};branch=z9hG4bKreg{i}x{cseq}\r\n"
-                       f"From: <sip:{user}@127.0.0.1>;tag=r{i}\r\nTo: <sip:{user}@127.0.0.1>\r\n"
-                       f"Call-ID: bench-reg-{i}\r\nCSeq: {cseq} REGISTER\r\n"
-                       f"Contact: <sip:{user}@127.0.0.1:{UAS_PORT}>\r\n{auth}"
-                       "Expires: 3600\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+                msg = (
+                    f"REGISTER sip:127.0.0.1:{SIP_PORT} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{UAS_PORT};branch=z9hG4bKreg{i}x{cseq}\r\n"
+                    f"From: <sip:{user}@127.0.0.1>;tag=r{i}\r\nTo: <sip:{user}@127.0.0.1>\r\n"
+                    f"Call-ID: bench-reg-{i}\r\nCSeq: {cseq} REGISTER\r\n"
+                    f"Contact: <sip:{user}@127.0.0.1:{UAS_PORT}>\r\n{auth}"
+                    "Expires: 3600\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+                )
                 sock.sendto(msg.encode(), ("127.0.0.1", SIP_PORT))
                 reply = sock.recv(65535).decode()
                 while reply.startswith("SIP/2.0 100"):
@@ -110,19 +129,26 @@ def register_agents(count: int) -> None:
                     if not reply.startswith("SIP/2.0 200"):
                         raise SystemExit(f"{user}: {reply.splitlines()[0]}")
                     break
-                header = next(line for line in reply.split("\r\n")
-                              if line.lower().startswith("www-authenticate:"))
-                params = dict(p.strip().split("=", 1) for p in header.split("Digest", 1)[1]
-                              .split(","))
+                header = next(
+                    line
+                    for line in reply.split("\r\n")
+                    if line.lower().startswith("www-authenticate:")
+                )
+                params = dict(
+                    p.strip().split("=", 1) for p in header.split("Digest", 1)[1].split(",")
+                )
                 realm, nonce = params["realm"].strip('"'), params["nonce"].strip('"')
                 uri = f"sip:127.0.0.1:{SIP_PORT}"
                 ha1 = hashlib.md5(f"{user}:{realm}:bench".encode()).hexdigest()
                 ha2 = hashlib.md5(f"REGISTER:{uri}".encode()).hexdigest()
-                response = hashlib.md5(f"{ha1}:{nonce}:00000001:c{i}:auth:{ha2}".encode()
-                                       ).hexdigest()
-                auth = (f'Authorization: Digest username="{user}", realm="{realm}", '
-                        f'nonce="{nonce}", uri="{uri}", algorithm=MD5, qop=auth, '
-                        f'nc=00000001, cnonce="c{i}", response="{response}"\r\n')
+                response = hashlib.md5(
+                    f"{ha1}:{nonce}:00000001:c{i}:auth:{ha2}".encode()
+                ).hexdigest()
+                auth = (
+                    f'Authorization: Digest username="{user}", realm="{realm}", '
+                    f'nonce="{nonce}", uri="{uri}", algorithm=MD5, qop=auth, '
+                    f'nc=00000001, cnonce="c{i}", response="{response}"\r\n'
+                )
 
 
 def leg_summary(log_path: Path) -> dict[str, Any]:
@@ -152,8 +178,9 @@ def leg_summary(log_path: Path) -> dict[str, Any]:
     for kind, k in kinds.items():
         out[f"{kind}_legs"] = k["legs"]
         out[f"{kind}_rx_expected"] = k["expected"]
-        out[f"{kind}_rx_loss_pct"] = round(100 * k["lost"] / k["expected"], 3) \
-            if k["expected"] else None
+        out[f"{kind}_rx_loss_pct"] = (
+            round(100 * k["lost"] / k["expected"], 3) if k["expected"] else None
+        )
         out[f"{kind}_tx_packets"] = k["sent"]
     return out
 
@@ -168,9 +195,12 @@ def main() -> int:
     workdir = OUT / f"{time.strftime('%Y%m%d-%H%M%S')}-bridged-{args.calls}"
     workdir.mkdir(parents=True)
     config = write_config(workdir, args.calls, args.log_level)
-    engine = subprocess.Popen([sys.executable, "-m", "ivr.cli", "run", "--config", str(config)],
-                              cwd=ROOT, stdout=(workdir / "engine.stderr").open("wb"),
-                              stderr=subprocess.STDOUT)
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "ivr.cli", "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=(workdir / "engine.stderr").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     uas = uac = None
     cpu: dict[str, Any] = {}
     try:
@@ -178,28 +208,82 @@ def main() -> int:
             raise SystemExit(f"engine not ready; see {workdir}")
         register_agents(args.calls)
         uas = subprocess.Popen(
-            ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(UAS_PORT), "-mi", "127.0.0.1",
-             "-mp", str(UAS_MEDIA), "-rtp_echo", "-nostdin", "-trace_err",
-             "-error_file", str(workdir / "uas_errors.log")],
-            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "sipp",
+                "-sn",
+                "uas",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(UAS_PORT),
+                "-mi",
+                "127.0.0.1",
+                "-mp",
+                str(UAS_MEDIA),
+                "-rtp_echo",
+                "-nostdin",
+                "-trace_err",
+                "-error_file",
+                str(workdir / "uas_errors.log"),
+            ],
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(1)
         scenario = workdir / SCENARIO.name
-        scenario.write_text(SCENARIO.read_text().replace("%%audio_file%%", str(audio_file()))
-                            .replace("%%hold_ms%%", str(int(args.hold * 1000))))
+        scenario.write_text(
+            SCENARIO.read_text()
+            .replace("%%audio_file%%", str(audio_file()))
+            .replace("%%hold_ms%%", str(int(args.hold * 1000)))
+        )
         timeout = int(args.calls / args.rate + args.hold + 60)
         sampler = CpuSampler(engine.pid)
         sampler.start()
         started = time.monotonic()
         uac = subprocess.run(
-            ["sipp", f"127.0.0.1:{SIP_PORT}", "-sf", str(scenario), "-s", "100",
-             "-i", "127.0.0.1", "-p", str(UAC_PORT), "-mi", "127.0.0.1",
-             "-mp", str(UAC_MEDIA), "-rtp_buffsize", str(4 * 1024 * 1024),
-             "-r", str(args.rate), "-m", str(args.calls), "-l", str(args.calls),
-             "-recv_timeout", "20000", "-timeout", f"{timeout}s", "-nostdin",
-             "-trace_stat", "-fd", "1", "-stf", str(workdir / "sipp_stats.csv"),
-             "-trace_err", "-error_file", str(workdir / "sipp_errors.log")],
-            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            timeout=timeout + 30)
+            [
+                "sipp",
+                f"127.0.0.1:{SIP_PORT}",
+                "-sf",
+                str(scenario),
+                "-s",
+                "100",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(UAC_PORT),
+                "-mi",
+                "127.0.0.1",
+                "-mp",
+                str(UAC_MEDIA),
+                "-rtp_buffsize",
+                str(4 * 1024 * 1024),
+                "-r",
+                str(args.rate),
+                "-m",
+                str(args.calls),
+                "-l",
+                str(args.calls),
+                "-recv_timeout",
+                "20000",
+                "-timeout",
+                f"{timeout}s",
+                "-nostdin",
+                "-trace_stat",
+                "-fd",
+                "1",
+                "-stf",
+                str(workdir / "sipp_stats.csv"),
+                "-trace_err",
+                "-error_file",
+                str(workdir / "sipp_errors.log"),
+            ],
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout + 30,
+        )
         sampler.stop()
         ramp = args.calls / args.rate
         cpu = sampler.window(started + ramp + 2, started + ramp + args.hold - 2)
@@ -208,10 +292,16 @@ def main() -> int:
         if uas is not None:
             uas.kill()
         stop_engine(engine)
-    result = {"bench": "bridged", "calls": args.calls, "rate": args.rate, "hold_s": args.hold,
-              "sipp_rc": uac.returncode if uac is not None else None,
-              **sipp_stats(workdir), **cpu,
-              **leg_summary(workdir / "engine.log")}
+    result = {
+        "bench": "bridged",
+        "calls": args.calls,
+        "rate": args.rate,
+        "hold_s": args.hold,
+        "sipp_rc": uac.returncode if uac is not None else None,
+        **sipp_stats(workdir),
+        **cpu,
+        **leg_summary(workdir / "engine.log"),
+    }
     (workdir / "result.json").write_text(json.dumps(result, indent=2))
     with (OUT / "results.jsonl").open("a") as fh:
         fh.write(json.dumps(result) + "\n")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-_out = open(os.environ.get("SWITCHHOOK_GC_TRACE", "gc-trace.jsonl"), "a")  # noqa: SIM115
+_out = open(os.environ.get("SWITCHHOOK_GC_TRACE", "gc-trace.jsonl"), "a")
 _start = [0.0]
 
 
@@ -26,11 +26,20 @@ def _callback(phase: str, info: dict[str, int]) -> None:
         return
     if info["generation"] < 1:
         return
-    _out.write(json.dumps({"t": time.time(), "gen": info["generation"],
-                           "ms": round(1000 * (time.perf_counter() - _start[0]), 2),
-                           "collected": info["collected"],
-                           "tracked": len(gc.get_objects(info["generation"]))
-                           if info["generation"] == 2 else None}) + "\n")
+    _out.write(
+        json.dumps(
+            {
+                "t": time.time(),
+                "gen": info["generation"],
+                "ms": round(1000 * (time.perf_counter() - _start[0]), 2),
+                "collected": info["collected"],
+                "tracked": len(gc.get_objects(info["generation"]))
+                if info["generation"] == 2
+                else None,
+            }
+        )
+        + "\n"
+    )
     _out.flush()
 
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Micro-benchmarks of the engine's hot paths, without sockets (bench-only, not a test).
 
-  tick   -- MediaClock fan-out to N RtpEndpoints playing a looped prompt (send path) and
-            the receive path (datagram_received) with a fake transport: µs per leg per tick.
-  parse  -- sipstack.message.parse_message on a SIPp INVITE and a BYE: µs per message.
+tick   -- MediaClock fan-out to N RtpEndpoints playing a looped prompt (send path) and
+          the receive path (datagram_received) with a fake transport: µs per leg per tick.
+parse  -- sipstack.message.parse_message on a SIPp INVITE and a BYE: µs per message.
 
-  python3 bench/micro.py tick --legs 800 --ticks 500
-  python3 bench/micro.py parse --count 20000
+python3 bench/micro.py tick --legs 800 --ticks 500
+python3 bench/micro.py parse --count 20000
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from media.aio.clock import MediaClock  # noqa: E402
-from media.aio.rtp import PortAllocator, RtpEndpoint  # noqa: E402
-from media.prompts import Prompt  # noqa: E402
+from media.aio.clock import MediaClock
+from media.aio.rtp import PortAllocator, RtpEndpoint
+from media.prompts import Prompt
 
 
 class _FakeTransport:
@@ -48,9 +48,17 @@ def bench_tick(legs: int, ticks: int) -> None:
     endpoints = []
     transport = _FakeTransport()
     for i in range(legs):
-        ep = RtpEndpoint(loop=loop, clock=clock, rng=rng, allocator=allocator,
-                         local_port=20000 + 2 * i, on_dtmf=None, on_audio=None,
-                         send_silence=False, cname="bench")
+        ep = RtpEndpoint(
+            loop=loop,
+            clock=clock,
+            rng=rng,
+            allocator=allocator,
+            local_port=20000 + 2 * i,
+            on_dtmf=None,
+            on_audio=None,
+            send_silence=False,
+            cname="bench",
+        )
         ep.connection_made(transport)  # type: ignore[arg-type]
         ep.set_remote(("127.0.0.1", 6000), "PCMU", 0, 101)
         ep.play(prompt, loop=True)
@@ -65,8 +73,10 @@ def bench_tick(legs: int, ticks: int) -> None:
         clock._handle = None
         clock._fire()
     t_send = time.perf_counter() - t0
-    packets = [[hdr.pack(0x80, 0, s, s * 160, 1234 + i) + payload for s in range(ticks)]
-               for i in range(min(legs, 200))]
+    packets = [
+        [hdr.pack(0x80, 0, s, s * 160, 1234 + i) + payload for s in range(ticks)]
+        for i in range(min(legs, 200))
+    ]
     addr = ("127.0.0.1", 6000)
     t0 = time.perf_counter()
     n = 0
@@ -76,8 +86,10 @@ def bench_tick(legs: int, ticks: int) -> None:
             ep.datagram_received(data, addr)
             n += 1
     t_recv = time.perf_counter() - t0
-    print(f"send path: {1e6 * t_send / (legs * ticks):.2f} us per leg per tick "
-          f"({legs} legs x {ticks} ticks, {transport.sent} packets)")
+    print(
+        f"send path: {1e6 * t_send / (legs * ticks):.2f} us per leg per tick "
+        f"({legs} legs x {ticks} ticks, {transport.sent} packets)"
+    )
     print(f"receive path: {1e6 * t_recv / n:.2f} us per packet ({n} packets)")
     loop.close()
 
@@ -100,16 +112,16 @@ INVITE = (
 )
 INVITE = INVITE.replace("{len}", str(len(INVITE.split("\r\n\r\n", 1)[1]))).encode()
 BYE = (
-    "BYE sip:100@127.0.0.1:5090 SIP/2.0\r\n"
-    "Via: SIP/2.0/UDP 127.0.0.1:5091;branch=z9hG4bK-24741-1-5\r\n"
-    'From: "SIPp bench" <sip:+15550001111@127.0.0.1:5091>;tag=24741SIPpTag001\r\n'
-    "To: <sip:100@127.0.0.1:5090>;tag=abcdef\r\n"
-    "Call-ID: 1-24741@127.0.0.1\r\n"
-    "CSeq: 2 BYE\r\n"
-    "Contact: <sip:sipp@127.0.0.1:5091;transport=UDP>\r\n"
-    "Max-Forwards: 70\r\n"
-    "Content-Length: 0\r\n\r\n"
-).encode()
+    b"BYE sip:100@127.0.0.1:5090 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.1:5091;branch=z9hG4bK-24741-1-5\r\n"
+    b'From: "SIPp bench" <sip:+15550001111@127.0.0.1:5091>;tag=24741SIPpTag001\r\n'
+    b"To: <sip:100@127.0.0.1:5090>;tag=abcdef\r\n"
+    b"Call-ID: 1-24741@127.0.0.1\r\n"
+    b"CSeq: 2 BYE\r\n"
+    b"Contact: <sip:sipp@127.0.0.1:5091;transport=UDP>\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
 
 
 def bench_parse(count: int) -> None:

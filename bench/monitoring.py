@@ -56,17 +56,42 @@ def sipp_uas(workdir: Path, name: str, calls: int) -> tuple[subprocess.Popen[byt
     port = free_port()
     media = free_port() & ~1
     process = subprocess.Popen(
-        ["sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1",
-         "-mp", str(media), "-rtp_echo", "-m", str(calls), "-nostdin", "-timeout", "600s",
-         "-trace_err", "-error_file", str(workdir / f"{name}_errors.log")],
-        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "sipp",
+            "-sn",
+            "uas",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            str(media),
+            "-rtp_echo",
+            "-m",
+            str(calls),
+            "-nostdin",
+            "-timeout",
+            "600s",
+            "-trace_err",
+            "-error_file",
+            str(workdir / f"{name}_errors.log"),
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return process, port
 
 
 def leg_counters(leg: Any) -> tuple[int, int, int]:
     stats = leg.rtp.stats.as_dict() if leg.rtp is not None else {}
-    return (int(stats.get("expected", 0)), int(stats.get("cumulative_lost", 0)),
-            int(stats.get("packets_sent", 0)))
+    return (
+        int(stats.get("expected", 0)),
+        int(stats.get("cumulative_lost", 0)),
+        int(stats.get("packets_sent", 0)),
+    )
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -95,9 +120,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         counter["n"] += 1
         n = counter["n"]
         leg = await engine.originate(
-            request_uri=f"sip:agent{n}@127.0.0.1:{agents_port}", to_uri=f"<sip:agent{n}@b>",
-            from_uri="<sip:queue@127.0.0.1>", destination=("127.0.0.1", agents_port),
-            timeout=10)
+            request_uri=f"sip:agent{n}@127.0.0.1:{agents_port}",
+            to_uri=f"<sip:agent{n}@b>",
+            from_uri="<sip:queue@127.0.0.1>",
+            destination=("127.0.0.1", agents_port),
+            timeout=10,
+        )
         call.agent = f"a{n}"
         legs.append((call, leg))
         await engine.run_bridge(call, leg)
@@ -105,17 +133,47 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     engine = Engine(loaded.settings, behaviour=bridge_to_agent)
     await engine.start()
     hold_ms = int((args.calls / args.rate + 10 + args.window + 10) * 1000)
-    text = SCENARIO.read_text().replace("%%audio_file%%", str(audio_file())) \
+    text = (
+        SCENARIO.read_text()
+        .replace("%%audio_file%%", str(audio_file()))
         .replace("%%hold_ms%%", str(hold_ms))
+    )
     (workdir / SCENARIO.name).write_text(text)
     uac = subprocess.Popen(
-        ["sipp", f"127.0.0.1:{sip_port}", "-sf", str(workdir / SCENARIO.name), "-s", "100",
-         "-i", "127.0.0.1", "-p", str(free_port()), "-mi", "127.0.0.1",
-         "-mp", str(free_port() & ~1), "-rtp_buffsize", str(4 * 1024 * 1024),
-         "-r", str(args.rate), "-m", str(args.calls), "-l", str(args.calls),
-         "-timeout", f"{hold_ms // 1000 + 60}s", "-nostdin", "-trace_err",
-         "-error_file", str(workdir / "uac_errors.log")],
-        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "sipp",
+            f"127.0.0.1:{sip_port}",
+            "-sf",
+            str(workdir / SCENARIO.name),
+            "-s",
+            "100",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            str(free_port() & ~1),
+            "-rtp_buffsize",
+            str(4 * 1024 * 1024),
+            "-r",
+            str(args.rate),
+            "-m",
+            str(args.calls),
+            "-l",
+            str(args.calls),
+            "-timeout",
+            f"{hold_ms // 1000 + 60}s",
+            "-nostdin",
+            "-trace_err",
+            "-error_file",
+            str(workdir / "uac_errors.log"),
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + args.calls / args.rate + 20
         while len(legs) < args.calls and time.monotonic() < deadline:
@@ -123,39 +181,52 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         bridged = len(legs)
         user = engine.supervision.directory.users["bench"]
         monitors = []
-        for call, _ in legs[:args.monitors]:
-            monitors.append(engine.supervision.start_monitor(
-                call, user, TapMode.LISTEN, f"sip:sup@127.0.0.1:{monitors_port}"))
+        for call, _ in legs[: args.monitors]:
+            monitors.append(
+                engine.supervision.start_monitor(
+                    call, user, TapMode.LISTEN, f"sip:sup@127.0.0.1:{monitors_port}"
+                )
+            )
             await asyncio.sleep(1 / args.rate)
         deadline = time.monotonic() + 15
-        while (sum(m.state == "active" for m in monitors) < len(monitors)
-               and time.monotonic() < deadline):
+        while (
+            sum(m.state == "active" for m in monitors) < len(monitors)
+            and time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.2)
         active = sum(m.state == "active" for m in monitors)
         await asyncio.sleep(2)  # latch, settle
-        groups = {"caller": [c for c, _ in legs], "agent": [a for _, a in legs],
-                  "monitor": [m.leg for m in monitors if m.leg is not None]}
+        groups = {
+            "caller": [c for c, _ in legs],
+            "agent": [a for _, a in legs],
+            "monitor": [m.leg for m in monitors if m.leg is not None],
+        }
         before = {k: [leg_counters(x) for x in v] for k, v in groups.items()}
         cpu0 = time.process_time()
         await asyncio.sleep(args.window)
         cpu = time.process_time() - cpu0
         after = {k: [leg_counters(x) for x in v] for k, v in groups.items()}
-        result: dict[str, Any] = {"calls": args.calls, "bridged": bridged,
-                                  "monitors": args.monitors, "monitors_active": active,
-                                  "window_seconds": args.window,
-                                  "engine_cpu_percent": round(100 * cpu / args.window, 1)}
+        result: dict[str, Any] = {
+            "calls": args.calls,
+            "bridged": bridged,
+            "monitors": args.monitors,
+            "monitors_active": active,
+            "window_seconds": args.window,
+            "engine_cpu_percent": round(100 * cpu / args.window, 1),
+        }
         for kind in groups:
             losses, sent = [], 0
             for (e0, l0, s0), (e1, l1, s1) in zip(before[kind], after[kind], strict=True):
                 expected = e1 - e0
                 losses.append(100 * (l1 - l0) / expected if expected > 0 else 100.0)
                 sent += s1 - s0
-            result[kind] = {"legs": len(losses),
-                            "max_loss_percent": round(max(losses, default=0), 3),
-                            "mean_loss_percent": round(sum(losses) / max(len(losses), 1), 3),
-                            "legs_over_1_percent": sum(x >= 1 for x in losses),
-                            "packets_sent_per_leg_per_s": round(
-                                sent / max(len(losses), 1) / args.window, 1)}
+            result[kind] = {
+                "legs": len(losses),
+                "max_loss_percent": round(max(losses, default=0), 3),
+                "mean_loss_percent": round(sum(losses) / max(len(losses), 1), 3),
+                "legs_over_1_percent": sum(x >= 1 for x in losses),
+                "packets_sent_per_leg_per_s": round(sent / max(len(losses), 1) / args.window, 1),
+            }
         return result
     finally:
         await engine.shutdown()
@@ -182,6 +253,7 @@ def main() -> int:
     workdir.mkdir(parents=True)
     try:
         import uvloop
+
         uvloop.install()
     except ImportError:
         pass

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ PACKETS_PER_SECOND = 50  # 20 ms ptime
 
 # ---- /proc sampling -------------------------------------------------------------------------
 
+
 def proc_cpu_seconds(pid: int, which: str = "both") -> float | None:
     """utime + stime (or ``which`` = user | system) of a process, all threads, in seconds;
     None once it is gone."""
@@ -62,7 +63,7 @@ def proc_cpu_seconds(pid: int, which: str = "both") -> float | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2:].split()
+    fields = text[text.rindex(")") + 2 :].split()
     user, system = int(fields[11]), int(fields[12])
     return {"both": user + system, "user": user, "system": system}[which] / CLK_TCK
 
@@ -75,8 +76,11 @@ def system_cpu() -> tuple[float, float]:
 
 
 def udp_counters() -> dict[str, int]:
-    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
-             if line.startswith("Udp:")]
+    lines = [
+        line.split()
+        for line in Path("/proc/net/snmp").read_text().splitlines()
+        if line.startswith("Udp:")
+    ]
     return dict(zip(lines[0][1:], (int(v) for v in lines[1][1:]), strict=True))
 
 
@@ -112,8 +116,9 @@ class CpuSampler(threading.Thread):
         super().__init__(daemon=True)
         self.engine_pid = engine_pid
         self.sipp_pid: int | None = None
-        self.samples: list[tuple[float, float | None, float | None, float, float,
-                                 float | None]] = []
+        self.samples: list[
+            tuple[float, float | None, float | None, float, float, float | None]
+        ] = []
         self._halt = threading.Event()
         self.drops: dict[int, tuple[int, int]] = {}
         self.drops_baseline = udp_socket_drops()
@@ -126,8 +131,16 @@ class CpuSampler(threading.Thread):
                     self.drops[inode] = (port, drops - base)
             busy, total = system_cpu()
             sipp = proc_cpu_seconds(self.sipp_pid) if self.sipp_pid else None
-            self.samples.append((time.monotonic(), proc_cpu_seconds(self.engine_pid), sipp,
-                                 busy, total, proc_cpu_seconds(self.engine_pid, "system")))
+            self.samples.append(
+                (
+                    time.monotonic(),
+                    proc_cpu_seconds(self.engine_pid),
+                    sipp,
+                    busy,
+                    total,
+                    proc_cpu_seconds(self.engine_pid, "system"),
+                )
+            )
             self._halt.wait(1.0)
 
     def stop(self) -> None:
@@ -138,15 +151,23 @@ class CpuSampler(threading.Thread):
         engine = sum(d for p, d in self.drops.values() if RTP_MIN <= p <= RTP_MAX)
         sipp = sum(d for p, d in self.drops.values() if p == SIPP_MEDIA_PORT)
         sip = sum(d for p, d in self.drops.values() if p in (SIP_PORT, SIPP_PORT))
-        return {"drops_engine_rtp_sockets": engine, "drops_sipp_rtp_socket": sipp,
-                "drops_sip_sockets": sip}
+        return {
+            "drops_engine_rtp_sockets": engine,
+            "drops_sipp_rtp_socket": sipp,
+            "drops_sip_sockets": sip,
+        }
 
     def window(self, start: float, end: float) -> dict[str, float | None]:
         """Average CPU % (100 = one core) of engine and SIPp, and system busy % (of all cores)."""
         inside = [s for s in self.samples if start <= s[0] <= end]
         if len(inside) < 2:
-            return {"engine_cpu_pct": None, "sipp_cpu_pct": None, "system_busy_pct": None,
-                    "engine_cpu_peak_pct": None, "engine_sys_cpu_pct": None}
+            return {
+                "engine_cpu_pct": None,
+                "sipp_cpu_pct": None,
+                "system_busy_pct": None,
+                "engine_cpu_peak_pct": None,
+                "engine_sys_cpu_pct": None,
+            }
         first, last = inside[0], inside[-1]
         span = last[0] - first[0]
 
@@ -155,16 +176,26 @@ class CpuSampler(threading.Thread):
                 return None
             return round(100 * (last[i] - first[i]) / span, 1)
 
-        peak = max((100 * (b[1] - a[1]) / (b[0] - a[0])
-                    for a, b in zip(inside, inside[1:], strict=False)
-                    if a[1] is not None and b[1] is not None), default=None)
+        peak = max(
+            (
+                100 * (b[1] - a[1]) / (b[0] - a[0])
+                for a, b in zip(inside, inside[1:], strict=False)
+                if a[1] is not None and b[1] is not None
+            ),
+            default=None,
+        )
         system = 100 * (last[3] - first[3]) / max(1.0, last[4] - first[4])
-        return {"engine_cpu_pct": pct(1), "sipp_cpu_pct": pct(2), "engine_sys_cpu_pct": pct(5),
-                "system_busy_pct": round(system, 1),
-                "engine_cpu_peak_pct": round(peak, 1) if peak is not None else None}
+        return {
+            "engine_cpu_pct": pct(1),
+            "sipp_cpu_pct": pct(2),
+            "engine_sys_cpu_pct": pct(5),
+            "system_busy_pct": round(system, 1),
+            "engine_cpu_peak_pct": round(peak, 1) if peak is not None else None,
+        }
 
 
 # ---- engine -----------------------------------------------------------------------------------
+
 
 def write_config(workdir: Path, log_level: str, max_calls: int, flow: str) -> Path:
     """Bench config: UDP only, a wide RTP range, ``flow`` as the default route.
@@ -174,11 +205,17 @@ def write_config(workdir: Path, log_level: str, max_calls: int, flow: str) -> Pa
     """
     flows_dir = ROOT / "flows" if flow == "default" else BENCH / "flows"
     config = {
-        "sip": {"listen": [{"transport": "udp", "host": "127.0.0.1", "port": SIP_PORT}],
-                "max_calls": max_calls},
-        "media": {"address": "127.0.0.1", "rtp_port_min": RTP_MIN, "rtp_port_max": RTP_MAX,
-                  "codecs": ["PCMU", "PCMA"],
-                  "tts": {"cache_dir": str(ROOT / "var" / "tts-cache")}},
+        "sip": {
+            "listen": [{"transport": "udp", "host": "127.0.0.1", "port": SIP_PORT}],
+            "max_calls": max_calls,
+        },
+        "media": {
+            "address": "127.0.0.1",
+            "rtp_port_min": RTP_MIN,
+            "rtp_port_max": RTP_MAX,
+            "codecs": ["PCMU", "PCMA"],
+            "tts": {"cache_dir": str(ROOT / "var" / "tts-cache")},
+        },
         "trunks": [{"name": "local", "sources": ["127.0.0.0/8"]}],
         "flows": {"dir": str(flows_dir), "watch": False},
         "routes": {"default": flow},
@@ -200,11 +237,13 @@ def sip_ready(port: int, timeout: float = 60.0) -> bool:
         local = sock.getsockname()[1]
         while time.monotonic() < deadline:
             n += 1
-            msg = (f"OPTIONS sip:probe@127.0.0.1:{port} SIP/2.0\r\n"
-                   f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bKbenchprobe{n}\r\n"
-                   f"From: <sip:bench@127.0.0.1>;tag=probe{n}\r\nTo: <sip:probe@127.0.0.1>\r\n"
-                   f"Call-ID: bench-probe-{n}-{os.getpid()}\r\nCSeq: {n} OPTIONS\r\n"
-                   "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+            msg = (
+                f"OPTIONS sip:probe@127.0.0.1:{port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bKbenchprobe{n}\r\n"
+                f"From: <sip:bench@127.0.0.1>;tag=probe{n}\r\nTo: <sip:probe@127.0.0.1>\r\n"
+                f"Call-ID: bench-probe-{n}-{os.getpid()}\r\nCSeq: {n} OPTIONS\r\n"
+                "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            )
             sock.sendto(msg.encode(), ("127.0.0.1", port))
             try:
                 data = sock.recv(65535)
@@ -215,8 +254,9 @@ def sip_ready(port: int, timeout: float = 60.0) -> bool:
     return False
 
 
-def start_engine(workdir: Path, flow: str, log_level: str,
-                 max_calls: int) -> subprocess.Popen[bytes]:
+def start_engine(
+    workdir: Path, flow: str, log_level: str, max_calls: int
+) -> subprocess.Popen[bytes]:
     config = write_config(workdir, log_level, max_calls, flow)
     cmd = [sys.executable, "-m", "ivr.cli", "run", "--config", str(config)]
     if os.environ.get("SWITCHHOOK_GC_TRACE"):  # garbage-collector pauses: bench/gc_trace.py
@@ -275,26 +315,34 @@ def engine_log_summary(log_path: Path) -> dict[str, Any]:
                 late_ticks += int(rec.get("skipped", 0))
             if rec.get("level") in ("error", "critical") or event == "call behaviour failed":
                 errors += 1
-    summary: dict[str, Any] = {"log_errors": errors, "clock_late_events": late_events,
-                               "clock_skipped_ticks": late_ticks}
+    summary: dict[str, Any] = {
+        "log_errors": errors,
+        "clock_late_events": late_events,
+        "clock_skipped_ticks": late_ticks,
+    }
     if calls:
         jitters.sort()
-        summary.update({
-            "logged_calls": calls,
-            "engine_rx_expected": expected, "engine_rx_received": received,
-            "engine_rx_lost": lost,
-            "engine_rx_loss_pct": round(100 * lost / expected, 3) if expected else None,
-            "engine_rx_jitter_ms_mean": round(sum(jitters) / len(jitters), 2),
-            "engine_rx_jitter_ms_p99": round(jitters[int(0.99 * (len(jitters) - 1))], 2),
-            "engine_tx_packets": sent,
-            # Duration is measured from the INVITE, so a few packets short is setup time.
-            "engine_tx_vs_duration_pct": round(100 * sent / expected_sent, 2)
-            if expected_sent else None,
-        })
+        summary.update(
+            {
+                "logged_calls": calls,
+                "engine_rx_expected": expected,
+                "engine_rx_received": received,
+                "engine_rx_lost": lost,
+                "engine_rx_loss_pct": round(100 * lost / expected, 3) if expected else None,
+                "engine_rx_jitter_ms_mean": round(sum(jitters) / len(jitters), 2),
+                "engine_rx_jitter_ms_p99": round(jitters[int(0.99 * (len(jitters) - 1))], 2),
+                "engine_tx_packets": sent,
+                # Duration is measured from the INVITE, so a few packets short is setup time.
+                "engine_tx_vs_duration_pct": round(100 * sent / expected_sent, 2)
+                if expected_sent
+                else None,
+            }
+        )
     return summary
 
 
 # ---- capture of the engine's RTP as it reaches SIPp -----------------------------------------
+
 
 def start_capture(workdir: Path, sample_ports: int) -> subprocess.Popen[bytes] | None:
     """tcpdump the engine->SIPp RTP of the first ``sample_ports`` RTP ports (a call sample)."""
@@ -302,9 +350,23 @@ def start_capture(workdir: Path, sample_ports: int) -> subprocess.Popen[bytes] |
         return None
     high = RTP_MIN + 2 * sample_ports - 2
     expr = f"udp and dst port {SIPP_MEDIA_PORT} and src portrange {RTP_MIN}-{high}"
-    proc = subprocess.Popen(["tcpdump", "-i", "lo", "-nn", "-s", "64", "-B", "8192", "-w",
-                             str(workdir / "engine_rtp.pcap"), expr],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            "tcpdump",
+            "-i",
+            "lo",
+            "-nn",
+            "-s",
+            "64",
+            "-B",
+            "8192",
+            "-w",
+            str(workdir / "engine_rtp.pcap"),
+            expr,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.0)
     return proc
 
@@ -341,7 +403,7 @@ def analyse_capture(path: Path, window: tuple[float, float] | None) -> dict[str,
     while off + 16 <= len(data):
         sec, frac, caplen, _ = struct.unpack_from(endian + "IIII", data, off)
         off += 16
-        pkt = data[off:off + caplen]
+        pkt = data[off : off + caplen]
         off += caplen
         t = sec + frac / (1e9 if nano else 1e6)
         ip = pkt[link_len:]
@@ -354,8 +416,18 @@ def analyse_capture(path: Path, window: tuple[float, float] | None) -> dict[str,
         sport = struct.unpack_from("!H", udp)[0]
         rtp = udp[8:]
         seq, ts, ssrc = struct.unpack_from("!HII", rtp, 2)
-        st = streams.setdefault((sport, ssrc), {"n": 0, "gaps": 0, "late": 0, "jitter": 0.0,
-                                                "last": None, "first_t": t, "max_gap": 0.0})
+        st = streams.setdefault(
+            (sport, ssrc),
+            {
+                "n": 0,
+                "gaps": 0,
+                "late": 0,
+                "jitter": 0.0,
+                "last": None,
+                "first_t": t,
+                "max_gap": 0.0,
+            },
+        )
         if window is not None and not window[0] <= t <= window[1]:
             st["last"] = None
             continue
@@ -383,7 +455,8 @@ def analyse_capture(path: Path, window: tuple[float, float] | None) -> dict[str,
     late = sum(s["late"] for s in streams.values())
     jit = sorted(s["jitter"] / 8 for s in streams.values())  # timestamp units -> ms
     return {
-        "capture_streams": len(streams), "capture_packets": n,
+        "capture_streams": len(streams),
+        "capture_packets": n,
         "capture_seq_gaps": gaps,
         "capture_loss_pct": round(100 * gaps / (n + gaps), 3) if n else None,
         "capture_late_pct": round(100 * late / n, 3) if n else None,
@@ -395,37 +468,77 @@ def analyse_capture(path: Path, window: tuple[float, float] | None) -> dict[str,
 
 # ---- SIPp -------------------------------------------------------------------------------------
 
+
 def audio_file() -> Path:
     """1 s of a 440 Hz tone as raw G.711 mu-law (what SIPp rtp_stream streams, payload 0)."""
     path = OUT / "tone-440hz-1s.ulaw"
     if not path.exists():
         import warnings
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             try:
                 import audioop
             except ImportError:  # Python 3.13+: the audioop-lts backport
                 import audioop_lts as audioop  # type: ignore[no-redef]
-        pcm = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 8000)))
-                       for i in range(8000))
+        pcm = b"".join(
+            struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 8000)))
+            for i in range(8000)
+        )
         OUT.mkdir(parents=True, exist_ok=True)
         path.write_bytes(audioop.lin2ulaw(pcm, 2))
     return path
 
 
-def sipp_command(workdir: Path, *, rate: float, calls: int, limit: int, hold_ms: int,
-                 timeout_s: int) -> list[str]:
-    text = SCENARIO.read_text().replace("%%audio_file%%", str(audio_file())) \
+def sipp_command(
+    workdir: Path, *, rate: float, calls: int, limit: int, hold_ms: int, timeout_s: int
+) -> list[str]:
+    text = (
+        SCENARIO.read_text()
+        .replace("%%audio_file%%", str(audio_file()))
         .replace("%%hold_ms%%", str(hold_ms))
+    )
     scenario = workdir / SCENARIO.name
     scenario.write_text(text)
-    return ["sipp", f"127.0.0.1:{SIP_PORT}", "-sf", str(scenario), "-s", "100",
-            "-i", "127.0.0.1", "-p", str(SIPP_PORT), "-mi", "127.0.0.1",
-            "-mp", str(SIPP_MEDIA_PORT), "-rtp_buffsize", str(4 * 1024 * 1024),
-            "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(limit),
-            "-recv_timeout", "10000", "-timeout", f"{timeout_s}s", "-nostdin",
-            "-trace_stat", "-fd", "1", "-stf", str(workdir / "sipp_stats.csv"),
-            "-trace_err", "-error_file", str(workdir / "sipp_errors.log")]
+    return [
+        "sipp",
+        f"127.0.0.1:{SIP_PORT}",
+        "-sf",
+        str(scenario),
+        "-s",
+        "100",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(SIPP_PORT),
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        str(SIPP_MEDIA_PORT),
+        "-rtp_buffsize",
+        str(4 * 1024 * 1024),
+        "-r",
+        str(rate),
+        "-rp",
+        "1000",
+        "-m",
+        str(calls),
+        "-l",
+        str(limit),
+        "-recv_timeout",
+        "10000",
+        "-timeout",
+        f"{timeout_s}s",
+        "-nostdin",
+        "-trace_stat",
+        "-fd",
+        "1",
+        "-stf",
+        str(workdir / "sipp_stats.csv"),
+        "-trace_err",
+        "-error_file",
+        str(workdir / "sipp_errors.log"),
+    ]
 
 
 def sipp_stats(workdir: Path) -> dict[str, Any]:
@@ -436,11 +549,18 @@ def sipp_stats(workdir: Path) -> dict[str, Any]:
     if len(rows) < 2:
         return {}
     last = dict(zip(rows[0], rows[-1], strict=False))
-    failed_by = {k[len("Failed"):-3]: int(v) for k, v in last.items()
-                 if k.startswith("Failed") and k.endswith("(C)") and v.isdigit() and int(v)
-                 and k != "FailedCall(C)"}
-    peak = max(int(dict(zip(rows[0], r, strict=False)).get("CurrentCall", "0") or 0)
-               for r in rows[1:])
+    failed_by = {
+        k[len("Failed") : -3]: int(v)
+        for k, v in last.items()
+        if k.startswith("Failed")
+        and k.endswith("(C)")
+        and v.isdigit()
+        and int(v)
+        and k != "FailedCall(C)"
+    }
+    peak = max(
+        int(dict(zip(rows[0], r, strict=False)).get("CurrentCall", "0") or 0) for r in rows[1:]
+    )
 
     def avg_ms(name: str) -> float | None:
         # SIPp's final dump zeroes the response-time averages: take the last non-zero one.
@@ -467,6 +587,7 @@ def sipp_stats(workdir: Path) -> dict[str, Any]:
 
 # ---- steps ------------------------------------------------------------------------------------
 
+
 @dataclass
 class Step:
     bench: str
@@ -485,10 +606,25 @@ class Step:
 
 
 def profile_engine(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
-    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--duration", str(seconds),
-                             "--rate", "200", "--format", "raw", "--nonblocking",
-                             "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(seconds),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def top_frames(raw: Path, n: int = 15) -> dict[str, list[tuple[str, float]]]:
@@ -510,8 +646,10 @@ def top_frames(raw: Path, n: int = 15) -> dict[str, list[tuple[str, float]]]:
             incl[f] += c
     if not total:
         return {}
-    return {"self": [(f, round(100 * c / total, 1)) for f, c in self_t.most_common(n)],
-            "inclusive": [(f, round(100 * c / total, 1)) for f, c in incl.most_common(n + 10)]}
+    return {
+        "self": [(f, round(100 * c / total, 1)) for f, c in self_t.most_common(n)],
+        "inclusive": [(f, round(100 * c / total, 1)) for f, c in incl.most_common(n + 10)],
+    }
 
 
 def run_step(step: Step, run_dir: Path) -> dict[str, Any]:
@@ -536,14 +674,25 @@ def port_free_or_exit(port: int) -> None:
             raise SystemExit(f"UDP 127.0.0.1:{port} is busy (a leftover engine?)") from None
 
 
-def _measure(step: Step, workdir: Path, run_dir: Path, engine: subprocess.Popen[bytes],
-             capture: subprocess.Popen[bytes] | None) -> dict[str, Any]:
+def _measure(
+    step: Step,
+    workdir: Path,
+    run_dir: Path,
+    engine: subprocess.Popen[bytes],
+    capture: subprocess.Popen[bytes] | None,
+) -> dict[str, Any]:
     sampler = CpuSampler(engine.pid)
     sampler.start()
     udp_before = udp_counters()
     timeout_s = int(step.calls / step.rate + step.hold_ms / 1000 + 60)
-    cmd = sipp_command(workdir, rate=step.rate, calls=step.calls, limit=step.limit,
-                       hold_ms=step.hold_ms, timeout_s=timeout_s)
+    cmd = sipp_command(
+        workdir,
+        rate=step.rate,
+        calls=step.calls,
+        limit=step.limit,
+        hold_ms=step.hold_ms,
+        timeout_s=timeout_s,
+    )
     (workdir / "sipp_command.txt").write_text(" ".join(cmd) + "\n")
     t0 = time.monotonic()
     with (workdir / "sipp.stdout").open("wb") as out:
@@ -553,8 +702,9 @@ def _measure(step: Step, workdir: Path, run_dir: Path, engine: subprocess.Popen[
     if step.profile:
         start = max(0.0, step.window[0] - (time.monotonic() - t0))
         time.sleep(start)
-        prof = profile_engine(engine.pid, int(step.window[1] - step.window[0]),
-                              workdir / "pyspy.txt")
+        prof = profile_engine(
+            engine.pid, int(step.window[1] - step.window[0]), workdir / "pyspy.txt"
+        )
     try:
         sipp.wait(timeout=timeout_s + 30)
     except subprocess.TimeoutExpired:
@@ -570,11 +720,20 @@ def _measure(step: Step, workdir: Path, run_dir: Path, engine: subprocess.Popen[
     cpu = sampler.window(t0 + step.window[0], t0 + step.window[1])
     stats = sipp_stats(workdir)
     results: dict[str, Any] = {
-        "bench": step.bench, "label": step.label, "rate": step.rate, "calls": step.calls,
-        "hold_ms": step.hold_ms, "duration_s": step.duration_s, "log_level": step.log_level,
-        "engine": step.engine_kind, "sipp_rc": sipp.returncode, "engine_rc": rc,
+        "bench": step.bench,
+        "label": step.label,
+        "rate": step.rate,
+        "calls": step.calls,
+        "hold_ms": step.hold_ms,
+        "duration_s": step.duration_s,
+        "log_level": step.log_level,
+        "engine": step.engine_kind,
+        "sipp_rc": sipp.returncode,
+        "engine_rc": rc,
         "wall_s": round(t1 - t0, 1),
-        **stats, **cpu, **sampler.drop_summary(),
+        **stats,
+        **cpu,
+        **sampler.drop_summary(),
         "udp_rcvbuf_errors": udp_after["RcvbufErrors"] - udp_before["RcvbufErrors"],
         "udp_sndbuf_errors": udp_after["SndbufErrors"] - udp_before["SndbufErrors"],
         "udp_in_datagrams": udp_after["InDatagrams"] - udp_before["InDatagrams"],
@@ -585,10 +744,12 @@ def _measure(step: Step, workdir: Path, run_dir: Path, engine: subprocess.Popen[
         cap_window = None
         results.update(analyse_capture(workdir / "engine_rtp.pcap", cap_window))
     if results.get("attempted"):
-        results["failed_pct"] = round(100 * (results["attempted"] - results["successful"])
-                                      / results["attempted"], 3)
-        results["achieved_cps"] = round(results["attempted"] / max(0.001, t1 - t0
-                                        - step.hold_ms / 1000), 1)
+        results["failed_pct"] = round(
+            100 * (results["attempted"] - results["successful"]) / results["attempted"], 3
+        )
+        results["achieved_cps"] = round(
+            results["attempted"] / max(0.001, t1 - t0 - step.hold_ms / 1000), 1
+        )
     if prof is not None:
         results["profile"] = top_frames(workdir / "pyspy.txt")
     (workdir / "result.json").write_text(json.dumps(results, indent=2))
@@ -601,19 +762,24 @@ def row(r: dict[str, Any]) -> str:
     def f(key: str, default: str = "-") -> str:
         v = r.get(key)
         return default if v is None else str(v)
+
     loss_tx = f("capture_loss_pct")
-    return (f"| {f('label')} | {f('duration_s')} s | {f('attempted')} | {f('successful')} | "
-            f"{f('failed')} | {f('failed_pct')} | {f('engine_rx_loss_pct')} / {loss_tx} | "
-            f"{f('capture_late_pct')} | {f('engine_cpu_pct')} | {f('sipp_cpu_pct')} | "
-            f"{f('system_busy_pct')} | {f('setup_ms_avg')} | {f('clock_skipped_ticks')} | "
-            f"{f('drops_engine_rtp_sockets')} / {f('drops_sipp_rtp_socket')} |")
+    return (
+        f"| {f('label')} | {f('duration_s')} s | {f('attempted')} | {f('successful')} | "
+        f"{f('failed')} | {f('failed_pct')} | {f('engine_rx_loss_pct')} / {loss_tx} | "
+        f"{f('capture_late_pct')} | {f('engine_cpu_pct')} | {f('sipp_cpu_pct')} | "
+        f"{f('system_busy_pct')} | {f('setup_ms_avg')} | {f('clock_skipped_ticks')} | "
+        f"{f('drops_engine_rtp_sockets')} / {f('drops_sipp_rtp_socket')} |"
+    )
 
 
-HEADER = ("| step | sustained | attempted | successful | failed | failed % | "
-          "RTP loss % (SIPp->engine / engine->SIPp sample) | late pkts % | engine CPU % | "
-          "SIPp CPU % | system busy % | setup ms avg | clock skipped ticks | "
-          "socket drops engine / SIPp |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| step | sustained | attempted | successful | failed | failed % | "
+    "RTP loss % (SIPp->engine / engine->SIPp sample) | late pkts % | engine CPU % | "
+    "SIPp CPU % | system busy % | setup ms avg | clock skipped ticks | "
+    "socket drops engine / SIPp |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def main() -> int:
@@ -631,8 +797,11 @@ def main() -> int:
     hold.add_argument("--calls", default="200,400,800")
     hold.add_argument("--hold", type=float, default=40.0, help="seconds each call is held")
     hold.add_argument("--ramp", type=float, default=100.0, help="calls per second while ramping")
-    hold.add_argument("--log-level", default="info",
-                      help="info: needed for the per-call RTP stats at 'call ended'")
+    hold.add_argument(
+        "--log-level",
+        default="info",
+        help="info: needed for the per-call RTP stats at 'call ended'",
+    )
     hold.add_argument("--no-capture", action="store_true")
     hold.add_argument("--profile", action="store_true")
     hold.add_argument("--stop-on-fail", action="store_true")
@@ -645,20 +814,41 @@ def main() -> int:
         for value in (float(x) for x in args.rates.split(",")):
             calls = int(value * args.duration)
             hold_s = args.hold_ms / 1000
-            steps.append(Step(
-                "rate", f"{value:g}cps-{args.log_level}", value, calls,
-                limit=int(value * (hold_s + 10)) + 50, hold_ms=args.hold_ms,
-                duration_s=args.duration,
-                window=(3.0, args.duration - 1.0), engine_kind="default",
-                log_level=args.log_level, capture=args.capture, profile=args.profile))
+            steps.append(
+                Step(
+                    "rate",
+                    f"{value:g}cps-{args.log_level}",
+                    value,
+                    calls,
+                    limit=int(value * (hold_s + 10)) + 50,
+                    hold_ms=args.hold_ms,
+                    duration_s=args.duration,
+                    window=(3.0, args.duration - 1.0),
+                    engine_kind="default",
+                    log_level=args.log_level,
+                    capture=args.capture,
+                    profile=args.profile,
+                )
+            )
     else:
         for n in (int(x) for x in args.calls.split(",")):
             ramp_s = n / args.ramp
-            steps.append(Step(
-                "hold", f"{n}calls-{args.hold:g}s", args.ramp, n, limit=n,
-                hold_ms=int(args.hold * 1000), duration_s=args.hold,
-                window=(ramp_s + 3.0, ramp_s + args.hold - 3.0), engine_kind="bench_loop",
-                log_level=args.log_level, capture=not args.no_capture, profile=args.profile))
+            steps.append(
+                Step(
+                    "hold",
+                    f"{n}calls-{args.hold:g}s",
+                    args.ramp,
+                    n,
+                    limit=n,
+                    hold_ms=int(args.hold * 1000),
+                    duration_s=args.hold,
+                    window=(ramp_s + 3.0, ramp_s + args.hold - 3.0),
+                    engine_kind="bench_loop",
+                    log_level=args.log_level,
+                    capture=not args.no_capture,
+                    profile=args.profile,
+                )
+            )
     print(f"run directory: {run_dir}")
     print(HEADER)
     for step in steps:

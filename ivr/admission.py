@@ -40,18 +40,20 @@ Decision = Admitted | Challenge | Forbidden
 
 
 class TrunkAdmission:
-    def __init__(self, trunks: tuple[Trunk, ...], *, secret: bytes,
-                 nonce_ttl_seconds: float = 300.0) -> None:
+    def __init__(
+        self, trunks: tuple[Trunk, ...], *, secret: bytes, nonce_ttl_seconds: float = 300.0
+    ) -> None:
         self._trunks = trunks
-        self._networks = {
-            t.name: [ipaddress.ip_network(str(n)) for n in t.sources] for t in trunks
-        }
+        self._networks = {t.name: [ipaddress.ip_network(str(n)) for n in t.sources] for t in trunks}
         self._servers: dict[str, DigestServer] = {}
         for trunk in trunks:
             if trunk.auth is not None:
                 self._servers[trunk.name] = DigestServer(
-                    trunk.auth.realm, secret, nonce_ttl_seconds=nonce_ttl_seconds,
-                    algorithms=trunk.auth.algorithms)
+                    trunk.auth.realm,
+                    secret,
+                    nonce_ttl_seconds=nonce_ttl_seconds,
+                    algorithms=trunk.auth.algorithms,
+                )
 
     def source_allowed(self, trunk: Trunk, source_ip: str) -> bool:
         try:
@@ -71,10 +73,13 @@ class TrunkAdmission:
                 return Admitted(trunk.name)
         # 2. Trunks that may admit this source with credentials.
         candidates = [
-            t for t in self._trunks
-            if t.auth is not None and (
+            t
+            for t in self._trunks
+            if t.auth is not None
+            and (
                 t.require in ("auth", "source_or_auth")
-                or (t.require == "source_and_auth" and t in sourced))
+                or (t.require == "source_and_auth" and t in sourced)
+            )
         ]
         if not candidates:
             return Forbidden(f"source {source_ip} is in no trunk")
@@ -90,9 +95,11 @@ class TrunkAdmission:
             if username != auth.username or parsed.get("realm") != auth.realm:
                 continue
             result = self._servers[trunk.name].verify(
-                credentials, method=request.method,
+                credentials,
+                method=request.method,
                 lookup_ha1=lambda user, realm, algorithm, a=auth: _ha1_of(a, algorithm),
-                now=now)
+                now=now,
+            )
             if result.kind is AuthResultKind.OK:
                 return Admitted(trunk.name, username)
             if result.kind is AuthResultKind.STALE:

@@ -54,12 +54,15 @@ class AgentPhones:
         acd = engine.settings.acd
         self.settings = acd
         config = acd.registrar
-        self.digest = DigestServer(config.realm, secrets.token_bytes(32),
-                                   algorithms=config.algorithms)
-        self.registrar = Registrar(min_expires=config.min_expires_seconds,
-                                   max_expires=config.max_expires_seconds,
-                                   default_expires=config.default_expires_seconds,
-                                   max_contacts_per_aor=config.max_contacts_per_agent)
+        self.digest = DigestServer(
+            config.realm, secrets.token_bytes(32), algorithms=config.algorithms
+        )
+        self.registrar = Registrar(
+            min_expires=config.min_expires_seconds,
+            max_expires=config.max_expires_seconds,
+            default_expires=config.default_expires_seconds,
+            max_contacts_per_aor=config.max_contacts_per_agent,
+        )
         self._agent_of_aor: dict[str, str] = {}
         self._aors_of_agent: dict[str, set[str]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
@@ -119,10 +122,18 @@ class AgentPhones:
 
     def snapshot(self) -> list[dict[str, Any]]:
         now = self._now()
-        return [{"agent_id": self._agent_of_aor.get(b.aor), "aor": b.aor, "contact": b.contact,
-                 "expires_in": b.expires_in(now), "transport": b.flow.transport,
-                 "source": f"{b.flow.remote[0]}:{b.flow.remote[1]}",
-                 "user_agent": b.user_agent} for b in self.registrar.all_bindings(now)]
+        return [
+            {
+                "agent_id": self._agent_of_aor.get(b.aor),
+                "aor": b.aor,
+                "contact": b.contact,
+                "expires_in": b.expires_in(now),
+                "transport": b.flow.transport,
+                "source": f"{b.flow.remote[0]}:{b.flow.remote[1]}",
+                "user_agent": b.user_agent,
+            }
+            for b in self.registrar.all_bindings(now)
+        ]
 
     def _agent_for_aor(self, aor: str) -> AgentConfig | None:
         user = aor.split(":", 1)[-1].split("@", 1)[0] if "@" in aor else ""
@@ -142,8 +153,9 @@ class AgentPhones:
     def _sweep(self) -> None:
         """Drop expired bindings (the registrar only hides them) and tell the ACD."""
         gone = self.registrar.expire(self._now())
-        for agent_id in sorted({self._agent_of_aor[b.aor] for b in gone
-                                if b.aor in self._agent_of_aor}):
+        for agent_id in sorted(
+            {self._agent_of_aor[b.aor] for b in gone if b.aor in self._agent_of_aor}
+        ):
             log.info("registration expired", agent=agent_id)
             self._changed(agent_id)
         if gone and self.engine.store is not None:
@@ -172,21 +184,29 @@ class AgentPhones:
             return secret.ha1.get_secret_value().strip().lower()
         return None
 
-    def _authenticate(self, request: Any, now: float
-                      ) -> AgentConfig | tuple[int, list[tuple[str, str]], str]:
+    def _authenticate(
+        self, request: Any, now: float
+    ) -> AgentConfig | tuple[int, list[tuple[str, str]], str]:
         """The agent the request's credentials prove, or (status, headers, reason)."""
         credentials = request.headers.get("Authorization")
         if credentials is None:
-            return 401, [("WWW-Authenticate", v) for v in self.digest.challenge(now)], \
-                "no credentials"
+            return (
+                401,
+                [("WWW-Authenticate", v) for v in self.digest.challenge(now)],
+                "no credentials",
+            )
         parsed = parse_credentials(credentials)
         if parsed is None:
             return 403, [], "malformed Authorization"
-        result = self.digest.verify(credentials, method=request.method, now=now,
-                                    lookup_ha1=self._ha1)
+        result = self.digest.verify(
+            credentials, method=request.method, now=now, lookup_ha1=self._ha1
+        )
         if result.kind is AuthResultKind.STALE:
-            return 401, [("WWW-Authenticate", v)
-                         for v in self.digest.challenge(now, stale=True)], "stale nonce"
+            return (
+                401,
+                [("WWW-Authenticate", v) for v in self.digest.challenge(now, stale=True)],
+                "stale nonce",
+            )
         if result.kind is not AuthResultKind.OK or result.username is None:
             return 403, [], f"bad credentials ({result.reason})"
         agent = self.settings.agent_by_username(result.username)
@@ -204,14 +224,18 @@ class AgentPhones:
         if self.settings.agent_by_username(to_user) is None:
             return False  # not an agent's AOR: another registrar (supervisors) or 403
         now = self._now()
-        bound = log.bind(aor_user=to_user, source=f"{event.flow.remote[0]}:{event.flow.remote[1]}",
-                         transport=event.flow.transport)
+        bound = log.bind(
+            aor_user=to_user,
+            source=f"{event.flow.remote[0]}:{event.flow.remote[1]}",
+            transport=event.flow.transport,
+        )
         outcome = self._authenticate(request, now)
         if not isinstance(outcome, AgentConfig):
             status, headers, reason = outcome
             self.engine.ua.respond(event.transaction_id, status, now, headers=headers)
             (bound.info if status == 401 else bound.warning)(
-                "register refused" if status == 403 else "register challenged", reason=reason)
+                "register refused" if status == 403 else "register challenged", reason=reason
+            )
             return True
         agent = outcome
         # §10.3 step 6: a user may only register its own address of record.
@@ -220,8 +244,13 @@ class AgentPhones:
             bound.warning("register refused", reason=f"{agent.id} may not register {to_user}")
             return True
         result = self.registrar.register(request, event.flow, now)
-        self.engine.ua.respond(event.transaction_id, result.status_code, now,
-                               reason=result.reason, headers=result.headers)
+        self.engine.ua.respond(
+            event.transaction_id,
+            result.status_code,
+            now,
+            reason=result.reason,
+            headers=result.headers,
+        )
         if result.status_code != 200:
             bound.info("register refused", status=result.status_code, reason=result.reason)
             return True
@@ -230,14 +259,22 @@ class AgentPhones:
         wall = time.time()
         for binding in result.added:
             if store is not None:
-                self._background(store.put_registration(
-                    Registration.from_binding(binding, mono_now=now, wall_now=wall)))
+                self._background(
+                    store.put_registration(
+                        Registration.from_binding(binding, mono_now=now, wall_now=wall)
+                    )
+                )
         for binding in result.removed:
             if store is not None:
                 self._background(store.delete_registration(binding.aor, binding.contact))
         contacts = len(self.bindings(agent.id))
-        bound.info("agent registered" if contacts else "agent unregistered", agent=agent.id,
-                   contacts=contacts, added=len(result.added), removed=len(result.removed))
+        bound.info(
+            "agent registered" if contacts else "agent unregistered",
+            agent=agent.id,
+            contacts=contacts,
+            added=len(result.added),
+            removed=len(result.removed),
+        )
         if result.added or result.removed:
             self._changed(agent.id)
         return True
@@ -255,8 +292,11 @@ class AgentPhones:
         if not isinstance(outcome, AgentConfig):
             status, headers, reason = outcome
             self.engine.ua.reject(event.leg_id, status, now, headers=headers)
-            log.info("feature code refused" if status == 403 else "feature code challenged",
-                     code=code, reason=reason)
+            log.info(
+                "feature code refused" if status == 403 else "feature code challenged",
+                code=code,
+                reason=reason,
+            )
             return True
         agent = outcome
 
@@ -269,8 +309,7 @@ class AgentPhones:
                 call.log.info("feature code", agent=agent.id, code=code, command=command.value)
             except IllegalTransition as exc:
                 text = "Not possible now."
-                call.log.info("feature code refused", agent=agent.id, code=code,
-                              error=str(exc))
+                call.log.info("feature code refused", agent=agent.id, code=code, error=str(exc))
             await call.confirmed.wait()
             await call.play(await self.engine.tts(text))
             call.hangup("feature code done")

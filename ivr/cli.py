@@ -53,8 +53,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(settings.logging.level, settings.logging.format, settings.logging.file)
     loop_name = install_best_event_loop_policy()
     log = get_logger("switchhook")
-    log.info("starting", config=str(path), event_loop=loop_name,
-             flows=sorted(loaded.flows.flows))
+    log.info("starting", config=str(path), event_loop=loop_name, flows=sorted(loaded.flows.flows))
     wall_clock = None
     if args.clock:
         from .hours import parse_clock
@@ -78,8 +77,7 @@ async def _serve(loaded: object, path: Path, wall_clock: object = None) -> None:
     from .loading import Loaded
 
     assert isinstance(loaded, Loaded)
-    engine = Engine(loaded.settings, flows=loaded.flows, config_path=path,
-                    wall_clock=wall_clock)  # type: ignore[arg-type]
+    engine = Engine(loaded.settings, flows=loaded.flows, config_path=path, wall_clock=wall_clock)  # type: ignore[arg-type]
     await engine.start()
     # Everything allocated so far lives as long as the process: keep it out of the
     # collector's generations so full collections only walk per-call objects.
@@ -95,8 +93,9 @@ async def _serve(loaded: object, path: Path, wall_clock: object = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, engine.reload)
-    get_logger("switchhook").info("ready", listening=[f"{t}:{h}:{p}"
-                                                      for t, h, p in engine.listening])
+    get_logger("switchhook").info(
+        "ready", listening=[f"{t}:{h}:{p}" for t, h, p in engine.listening]
+    )
     await stop.wait()
     await engine.shutdown()
 
@@ -135,24 +134,35 @@ def cmd_hours(args: argparse.Namespace) -> int:
         print(f"--clock: {exc}", file=sys.stderr)
         return 2
     code, lines = run_hours_command(
-        settings.hours, now=clock.now(), queue=args.queue, language=args.lang,
-        channel=args.channel, from_date=args.from_date, days=args.days, at=args.at,
-        known_queues=[q.name for q in settings.acd.queues])
+        settings.hours,
+        now=clock.now(),
+        queue=args.queue,
+        language=args.lang,
+        channel=args.channel,
+        from_date=args.from_date,
+        days=args.days,
+        at=args.at,
+        known_queues=[q.name for q in settings.acd.queues],
+    )
     for line in lines:
         print(line)
     return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="switchhook",
-                                     description="SIP call-control engine with YAML IVR")
+    parser = argparse.ArgumentParser(
+        prog="switchhook", description="SIP call-control engine with YAML IVR"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     config_help = f"config file (default {DEFAULT_CONFIG_PATH})"
 
     run = sub.add_parser("run", help="start the engine")
     run.add_argument("--config", help=config_help)
-    run.add_argument("--clock", help="TEST ONLY: run business hours on a fixed instant "
-                                     "(2026-12-25T10:00:00+01:00) or an offset (+3d4h)")
+    run.add_argument(
+        "--clock",
+        help="TEST ONLY: run business hours on a fixed instant "
+        "(2026-12-25T10:00:00+01:00) or an offset (+3d4h)",
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate config and flows; report every problem")
@@ -174,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     hours.add_argument("--from", dest="from_date", metavar="DATE")
     hours.add_argument("--days", type=int, default=7)
     hours.add_argument("--at", metavar="TIME", help="e.g. 2026-12-24T17:30 (calendar's zone)")
-    hours.add_argument("--clock", help="TEST ONLY: evaluate 'now' as this instant "
-                                       "(2026-12-25T10:00:00+01:00) or offset (+3d4h)")
+    hours.add_argument(
+        "--clock",
+        help="TEST ONLY: evaluate 'now' as this instant "
+        "(2026-12-25T10:00:00+01:00) or offset (+3d4h)",
+    )
     hours.set_defaults(func=cmd_hours)
 
     from .admin.client import add_commands as add_admin_commands

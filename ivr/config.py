@@ -131,7 +131,6 @@ def _parse_cidr(value: Any) -> IPNetwork:
     )
 
 
-
 def _existing_file(value: Path, info: ValidationInfo) -> Path:
     resolved = resolve_in_context(value, info)
     if not resolved.is_file():
@@ -139,7 +138,6 @@ def _existing_file(value: Path, info: ValidationInfo) -> Path:
             "file_missing", "file {value} does not exist", {"value": repr(str(value))}
         )
     return resolved
-
 
 
 def _lower(value: Any) -> Any:

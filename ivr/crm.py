@@ -115,8 +115,14 @@ def _metadata(delivery: Delivery, node: str, file_bytes: bytes | None) -> dict[s
     return meta
 
 
-def build_request(delivery: Delivery, *, node: str, api_key: str, settings: CrmSettings,
-                  boundary: str | None = None) -> tuple[dict[str, str], bytes]:
+def build_request(
+    delivery: Delivery,
+    *,
+    node: str,
+    api_key: str,
+    settings: CrmSettings,
+    boundary: str | None = None,
+) -> tuple[dict[str, str], bytes]:
     """Headers and body for one delivery. Reads the part file (blocking)."""
     headers = {
         **settings.extra_headers,
@@ -139,15 +145,21 @@ def build_request(delivery: Delivery, *, node: str, api_key: str, settings: CrmS
     if delivery.file_parts <= 1:
         content_type = mimetypes.guess_type(name)[0] or content_type
     quoted = name.replace("\\", "_").replace('"', "_").replace("\r", "_").replace("\n", "_")
-    body = b"".join([
-        f"--{boundary}\r\n".encode(),
-        b'Content-Disposition: form-data; name="metadata"\r\n',
-        b"Content-Type: application/json\r\n\r\n", meta, b"\r\n",
-        f"--{boundary}\r\n".encode(),
-        f'Content-Disposition: form-data; name="file"; filename="{quoted}"\r\n'.encode(),
-        f"Content-Type: {content_type}\r\n\r\n".encode(), data, b"\r\n",
-        f"--{boundary}--\r\n".encode(),
-    ])
+    body = b"".join(
+        [
+            f"--{boundary}\r\n".encode(),
+            b'Content-Disposition: form-data; name="metadata"\r\n',
+            b"Content-Type: application/json\r\n\r\n",
+            meta,
+            b"\r\n",
+            f"--{boundary}\r\n".encode(),
+            f'Content-Disposition: form-data; name="file"; filename="{quoted}"\r\n'.encode(),
+            f"Content-Type: {content_type}\r\n\r\n".encode(),
+            data,
+            b"\r\n",
+            f"--{boundary}--\r\n".encode(),
+        ]
+    )
     headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
     headers["X-Switchhook-Part-Index"] = str(delivery.part_index)
     headers["X-Switchhook-Part-Count"] = str(delivery.part_count)
@@ -171,19 +183,23 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def classify_response(status: int, headers: Mapping[str, str] | Message, body: bytes,
-                      now: float) -> None:
+def classify_response(
+    status: int, headers: Mapping[str, str] | Message, body: bytes, now: float
+) -> None:
     """Return on 2xx; raise :class:`DeliveryRetryable` or :class:`DeliveryRejected`."""
     if 200 <= status < 300:
         return
     snippet = body[:200].decode("utf-8", "replace").strip()
     message = f"CRM answered {status}" + (f": {snippet}" if snippet else "")
     if status in (408, 429) or status >= 500:
-        raise DeliveryRetryable(message,
-                                retry_after=parse_retry_after(headers.get("Retry-After"), now))
+        raise DeliveryRetryable(
+            message, retry_after=parse_retry_after(headers.get("Retry-After"), now)
+        )
     if 300 <= status < 400:
-        raise DeliveryRejected(f"{message} (redirect to {headers.get('Location')!r} not "
-                               f"followed; fix crm.url)", status=status)
+        raise DeliveryRejected(
+            f"{message} (redirect to {headers.get('Location')!r} not followed; fix crm.url)",
+            status=status,
+        )
     if 400 <= status < 500:
         raise DeliveryRejected(message, status=status)
     raise DeliveryRetryable(message)
@@ -201,17 +217,25 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class HttpCrmClient:
     """:class:`ivr.outbox.CrmClient` over HTTP(S). ``close()`` when done."""
 
-    def __init__(self, settings: CrmSettings, *, node: str,
-                 now: Callable[[], float] = time.time, max_workers: int = 2) -> None:
+    def __init__(
+        self,
+        settings: CrmSettings,
+        *,
+        node: str,
+        now: Callable[[], float] = time.time,
+        max_workers: int = 2,
+    ) -> None:
         self._settings = settings
         self._node = node
         self._now = now
-        self._executor = ThreadPoolExecutor(max_workers=max_workers,
-                                            thread_name_prefix="switchhook-crm")
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="switchhook-crm"
+        )
         context: ssl.SSLContext | None = None
         if urlsplit(settings.url).scheme == "https":
             context = ssl.create_default_context(
-                cafile=str(settings.ca_file) if settings.ca_file else None)
+                cafile=str(settings.ca_file) if settings.ca_file else None
+            )
             if not settings.verify_tls:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
@@ -229,22 +253,28 @@ class HttpCrmClient:
             status, headers, body = await asyncio.wait_for(
                 loop.run_in_executor(self._executor, self._post, delivery),
                 # urllib's timeout bounds each socket operation; this bounds the whole request.
-                timeout=self._settings.timeout_seconds * 2)
+                timeout=self._settings.timeout_seconds * 2,
+            )
         except TimeoutError:
             raise DeliveryRetryable(
-                f"CRM request timed out after {self._settings.timeout_seconds * 2:g}s") from None
+                f"CRM request timed out after {self._settings.timeout_seconds * 2:g}s"
+            ) from None
         classify_response(status, headers, body, self._now())
 
     def _post(self, delivery: Delivery) -> tuple[int, Message, bytes]:
         """Blocking; runs on the adapter's pool. Transport errors become DeliveryErrors."""
         try:
             headers, body = build_request(
-                delivery, node=self._node, api_key=self._settings.api_key.get_secret_value(),
-                settings=self._settings)
+                delivery,
+                node=self._node,
+                api_key=self._settings.api_key.get_secret_value(),
+                settings=self._settings,
+            )
         except OSError as error:
             raise DeliveryRejected(f"cannot read part {delivery.file}: {error}") from None
-        request = urllib.request.Request(self._settings.url, data=body, headers=headers,
-                                         method="POST")
+        request = urllib.request.Request(
+            self._settings.url, data=body, headers=headers, method="POST"
+        )
         try:
             with self._opener.open(request, timeout=self._settings.timeout_seconds) as response:
                 return response.status, response.headers, response.read()
@@ -254,5 +284,6 @@ class HttpCrmClient:
         except urllib.error.URLError as error:
             raise DeliveryRetryable(f"CRM unreachable: {error.reason}") from None
         except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as error:
-            raise DeliveryRetryable(f"CRM request failed: {type(error).__name__}: {error}"
-                                    ) from None
+            raise DeliveryRetryable(
+                f"CRM request failed: {type(error).__name__}: {error}"
+            ) from None

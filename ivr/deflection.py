@@ -78,9 +78,9 @@ DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
     },
     "blocked": {
         "en": "We cannot take a message from a withheld number. Please call again with your "
-              "number shown. Goodbye.",
+        "number shown. Goodbye.",
         "fr": "Nous ne pouvons pas prendre de message d'un numéro masqué. Merci de rappeler "
-              "sans masquer votre numéro. Au revoir.",
+        "sans masquer votre numéro. Au revoir.",
     },
     "callback": {
         "en": "Please enter the phone number we should call you back on, then press hash.",
@@ -130,8 +130,9 @@ def pick_language(messages: Mapping[str, Any], language: str) -> tuple[str, Any]
     return key, messages[key]
 
 
-async def render_message(call: Call, messages: Messages | None, default: str,
-                         language: str) -> Audio:
+async def render_message(
+    call: Call, messages: Messages | None, default: str, language: str
+) -> Audio:
     """A configured per-language prompt (TTS or file), else the built-in ``default`` text
     (one of :data:`DEFAULT_TEXTS`) in the call's language."""
     engine = call.engine
@@ -145,8 +146,9 @@ async def render_message(call: Call, messages: Messages | None, default: str,
     return await engine.tts(text, language=tag)
 
 
-async def play_message(call: Call, messages: Messages | None, default: str, language: str,
-                       *extra: Audio) -> None:
+async def play_message(
+    call: Call, messages: Messages | None, default: str, language: str, *extra: Audio
+) -> None:
     try:
         audio = await render_message(call, messages, default, language)
     except MediaError as exc:
@@ -178,8 +180,7 @@ def _call_field(call: Call, name: str, task: StartTask | None) -> Any:
         "caller_uri": call.caller,
         "called": call.called,
         "trunk": call.trunk,
-        "menu_path": (task.menu_path if task is not None and task.menu_path
-                      else call.menu_path),
+        "menu_path": (task.menu_path if task is not None and task.menu_path else call.menu_path),
         "queue": call.queue,
         "language": task.language if task is not None else None,
     }
@@ -196,8 +197,9 @@ def _profile_field(call: Call, name: str) -> Any:
     return dict(profile.extra).get(name)
 
 
-def sip_data_values(call: Call, option: SipDeflection,
-                    task: StartTask | None = None) -> list[tuple[str, str]]:
+def sip_data_values(
+    call: Call, option: SipDeflection, task: StartTask | None = None
+) -> list[tuple[str, str]]:
     """The (header, value) pairs of a SIP redirection, in configured order. A dynamic
     parameter whose source has no value is left out (and logged)."""
     out: list[tuple[str, str]] = []
@@ -215,8 +217,12 @@ def sip_data_values(call: Call, option: SipDeflection,
         else:
             value = _call_field(call, item.source_field, task)
         if value is None or value == "":
-            call.log.warning("redirection data missing", field=item.field, source=item.source,
-                             source_field=item.source_field)
+            call.log.warning(
+                "redirection data missing",
+                field=item.field,
+                source=item.source,
+                source_field=item.source_field,
+            )
             continue
         out.append((item.field, _text(value)))
     return out
@@ -232,8 +238,10 @@ def redirect_uri(uri: str, headers: Sequence[tuple[str, str]]) -> str:
     escaped, for a 302 Contact or a Refer-To."""
     if not headers:
         return uri
-    encoded = "&".join(f"{quote(name, safe=_HEADER_SAFE)}={quote(value, safe=_HEADER_SAFE)}"
-                       for name, value in headers)
+    encoded = "&".join(
+        f"{quote(name, safe=_HEADER_SAFE)}={quote(value, safe=_HEADER_SAFE)}"
+        for name, value in headers
+    )
     return f"{uri}{'&' if '?' in uri else '?'}{encoded}"
 
 
@@ -242,8 +250,11 @@ def carried_headers(call: Call) -> list[tuple[str, str]]:
     configured profile headers and User-to-User, as received."""
     wanted = {h.lower() for h in FLAG_HEADERS} | {USER_TO_USER.lower()}
     wanted |= {h.lower() for h in call.engine.settings.profile.headers}
-    return [(name, value) for name, value in call.request.headers
-            if name.lower() in wanted or name.lower().startswith("x-reserved-")]
+    return [
+        (name, value)
+        for name, value in call.request.headers
+        if name.lower() in wanted or name.lower().startswith("x-reserved-")
+    ]
 
 
 def _note_transfer(call: Call, entry: dict[str, Any]) -> None:
@@ -284,8 +295,7 @@ async def refer(call: Call, refer_to: str) -> bool:
     def on_dialog(event: sip.Event) -> bool:
         if isinstance(event, sip.InDialogResponseReceived) and event.method == "REFER":
             if not response.done():
-                response.set_result(
-                    408 if event.response is None else event.response.status_code)
+                response.set_result(408 if event.response is None else event.response.status_code)
             return True
         if isinstance(event, sip.InDialogRequestReceived) and event.request.method == "NOTIFY":
             # RFC 3515 §2.4.4: the body is a message/sipfrag status line of the new call.
@@ -302,10 +312,17 @@ async def refer(call: Call, refer_to: str) -> bool:
     assert engine.endpoint is not None
     try:
         try:
-            engine.endpoint.run_command(lambda now: engine.ua.send_in_dialog(
-                call.leg_id, "REFER", now,
-                headers=[("Refer-To", f"<{refer_to}>"),
-                         ("Referred-By", f"<sip:{call.called or 'switchhook'}@{host}>")]))
+            engine.endpoint.run_command(
+                lambda now: engine.ua.send_in_dialog(
+                    call.leg_id,
+                    "REFER",
+                    now,
+                    headers=[
+                        ("Refer-To", f"<{refer_to}>"),
+                        ("Referred-By", f"<sip:{call.called or 'switchhook'}@{host}>"),
+                    ],
+                )
+            )
         except LocalProtocolError as exc:
             call.log.warning("REFER not sent", error=str(exc))
             return False
@@ -348,9 +365,15 @@ async def redirect(call: Call, uri: str, headers: Sequence[tuple[str, str]] = ()
 
     if call.state is CallState.SETTING_UP:
         assert engine.endpoint is not None
-        engine.endpoint.run_command(lambda now: engine.ua.reject(
-            call.leg_id, 302, now, reason="Moved Temporarily",
-            headers=[("Contact", f"<{target}>")]))
+        engine.endpoint.run_command(
+            lambda now: engine.ua.reject(
+                call.leg_id,
+                302,
+                now,
+                reason="Moved Temporarily",
+                headers=[("Contact", f"<{target}>")],
+            )
+        )
         call.log.info("redirected", status=302, contact=target)
         call.hangup("redirected 302")
         return TaskResult("redirected")
@@ -367,8 +390,9 @@ def _outbound_trunk(call: Call, name: str | None) -> Any:
     return next((t for t in settings.trunks if t.outbound is not None), None)
 
 
-async def transfer_to_number(call: Call, number: str, trunk_name: str | None,
-                             method: str = "bridge") -> TaskResult:
+async def transfer_to_number(
+    call: Call, number: str, trunk_name: str | None, method: str = "bridge"
+) -> TaskResult:
     """Send the caller to an outside ``number`` through an outbound trunk: REFER when
     ``method`` is refer or the trunk says ``refer: true``, else place the call (B2BUA: From
     = the trunk's caller id or the caller's number; the caller's reserved data carried as
@@ -395,18 +419,23 @@ async def transfer_to_number(call: Call, number: str, trunk_name: str | None,
             request_uri=f"sip:{number}@{_uri_host(host)}:{route.port}",
             to_uri=f"<sip:{number}@{_uri_host(host)}>",
             from_uri=f"<sip:{caller_id}@{_uri_host(_local_host(call))}>",
-            destination=(host, route.port), transport=route.transport,
-            credentials=credentials, headers=tuple(carried_headers(call)),
-            timeout=ORIGINATE_TIMEOUT_SECONDS)
+            destination=(host, route.port),
+            transport=route.transport,
+            credentials=credentials,
+            headers=tuple(carried_headers(call)),
+            timeout=ORIGINATE_TIMEOUT_SECONDS,
+        )
     except OriginateFailed as exc:
-        call.log.warning("outside number not reached", number=number,
-                         status=exc.status_code, reason=exc.reason)
+        call.log.warning(
+            "outside number not reached", number=number, status=exc.status_code, reason=exc.reason
+        )
         return TaskResult("failed", {"transfer_status": exc.status_code})
     if not await call.answer():
         leg.hangup("caller gone")
         return TaskResult("failed")
-    call.log.info("bridging to outside number", number=number, trunk=trunk.name,
-                  outbound_call_id=leg.call_id)
+    call.log.info(
+        "bridging to outside number", number=number, trunk=trunk.name, outbound_call_id=leg.call_id
+    )
     try:
         first = await engine.run_bridge(call, leg)
     finally:
@@ -424,9 +453,14 @@ def _uri_host(host: str) -> str:
 # Executing an option
 
 
-async def execute_deflection(call: Call, option: DeflectionOption, *, queue: str | None,
-                             task: StartTask | None = None,
-                             reason: str = "deflect") -> TaskResult:
+async def execute_deflection(
+    call: Call,
+    option: DeflectionOption,
+    *,
+    queue: str | None,
+    task: StartTask | None = None,
+    reason: str = "deflect",
+) -> TaskResult:
     """Carry ``option`` out for ``call`` (coming from ``queue``)."""
     _deflected.add(call)
     language = task.language if task is not None else "en"
@@ -463,15 +497,23 @@ async def execute_deflection(call: Call, option: DeflectionOption, *, queue: str
     raise AssertionError(f"unknown deflection option {option!r}")
 
 
-async def _crm_data(call: Call, uri: str, values: Sequence[tuple[str, str]],
-                    queue: str | None) -> None:
+async def _crm_data(
+    call: Call, uri: str, values: Sequence[tuple[str, str]], queue: str | None
+) -> None:
     outbox = call.engine.outbox
     if outbox is None:
         call.log.warning("redirection data not sent to the CRM: no crm configured")
         return
-    payload = {"type": "redirection", "call_id": call.call_id, "caller": call.caller_number,
-               "called": call.called, "queue": queue, "target": uri, "data": dict(values),
-               "at": call.engine.now().isoformat()}
+    payload = {
+        "type": "redirection",
+        "call_id": call.call_id,
+        "caller": call.caller_number,
+        "called": call.called,
+        "queue": queue,
+        "target": uri,
+        "data": dict(values),
+        "at": call.engine.now().isoformat(),
+    }
     from .store import StoreError
 
     try:
@@ -480,8 +522,9 @@ async def _crm_data(call: Call, uri: str, values: Sequence[tuple[str, str]],
         call.log.error("redirection data not queued for the CRM", error=str(exc))
 
 
-async def deflect_after_hours(call: Call, queue: str | None,
-                              task: StartTask | None = None) -> TaskResult | None:
+async def deflect_after_hours(
+    call: Call, queue: str | None, task: StartTask | None = None
+) -> TaskResult | None:
     """Deflect a call that reached closed ``queue``, as ``after_hours`` says. None when no
     deflection applies (or the call was deflected once already). ``task`` (the queue
     node's StartTask) gives the language, flow variables and menu path."""
@@ -525,8 +568,9 @@ async def transfer_task(call: Call, task: StartTask) -> TaskResult:
     entry: dict[str, Any] = {"kind": "transfer", "target": number or uri}
     _note_transfer(call, entry)
     if number:
-        return await transfer_to_number(call, number, params.get("trunk"),
-                                        params.get("method") or "bridge")
+        return await transfer_to_number(
+            call, number, params.get("trunk"), params.get("method") or "bridge"
+        )
     if uri:
         return await redirect(call, uri)
     return TaskResult("failed")

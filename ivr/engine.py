@@ -127,8 +127,9 @@ class MediaLeg:
         getter = asyncio.ensure_future(self.digits.get())
         ended = asyncio.ensure_future(self.ended.wait())
         try:
-            done, _ = await asyncio.wait({getter, ended}, timeout=timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {getter, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             ended.cancel()
             if not getter.done():
@@ -186,16 +187,24 @@ class OutboundLeg(MediaLeg):
     target: str
     offer: sdp.SessionDescription
     answered: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future())
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 Behaviour = Callable[[Call], Awaitable[None]]
 
 
 class Engine:
-    def __init__(self, settings: Settings, *, flows: FlowSet | None = None,
-                 behaviour: Behaviour | None = None, rng: random.Random | None = None,
-                 config_path: Path | None = None, wall_clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        flows: FlowSet | None = None,
+        behaviour: Behaviour | None = None,
+        rng: random.Random | None = None,
+        config_path: Path | None = None,
+        wall_clock: Clock | None = None,
+    ) -> None:
         self.settings = settings
         # Wall-clock time for business hours; injectable (tests, `run --clock`).
         self.wall_clock: Clock = wall_clock or SystemClock()
@@ -213,16 +222,27 @@ class Engine:
         self._outbox_task: asyncio.Task[None] | None = None
         self._watched: dict[Path, float] = {}
         sip_settings = settings.sip
-        timers = TimerSettings(sip_settings.timers.t1_ms / 1000, sip_settings.timers.t2_ms / 1000,
-                               sip_settings.timers.t4_ms / 1000)
-        limits = Limits(sip_settings.limits.max_message_bytes, sip_settings.limits.max_headers,
-                        sip_settings.limits.max_line_bytes)
+        timers = TimerSettings(
+            sip_settings.timers.t1_ms / 1000,
+            sip_settings.timers.t2_ms / 1000,
+            sip_settings.timers.t4_ms / 1000,
+        )
+        limits = Limits(
+            sip_settings.limits.max_message_bytes,
+            sip_settings.limits.max_headers,
+            sip_settings.limits.max_line_bytes,
+        )
         self.limits = limits
         advertised = sip_settings.public_address
         self.ua = sip.UserAgent(
-            rng=self.rng, timers=timers, limits=limits,
-            settings=sip.UaSettings(user_agent=sip_settings.user_agent,
-                                    advertised_host=str(advertised) if advertised else None))
+            rng=self.rng,
+            timers=timers,
+            limits=limits,
+            settings=sip.UaSettings(
+                user_agent=sip_settings.user_agent,
+                advertised_host=str(advertised) if advertised else None,
+            ),
+        )
         self.admission = TrunkAdmission(settings.trunks, secret=secrets.token_bytes(32))
         self.prompts = PromptCache(settings.media.tts.cache_dir)
         self.calls: dict[int, Call] = {}
@@ -260,8 +280,9 @@ class Engine:
         media = self.settings.media
         self.clock = MediaClock(loop)
         # Config names the highest RTP port; the allocator's bound includes its RTCP port.
-        self.ports = PortAllocator(str(self.settings.media_address), media.rtp_port_min,
-                                   media.rtp_port_max + 1)
+        self.ports = PortAllocator(
+            str(self.settings.media_address), media.rtp_port_min, media.rtp_port_max + 1
+        )
         for listener in self.settings.sip.listen:
             host, port = str(listener.host), listener.port
             if listener.transport == "udp":
@@ -306,15 +327,20 @@ class Engine:
         try:
             loaded = load_all(self.config_path)
         except ConfigError as exc:
-            log.error("reload rejected; the running flows stay", problems=len(exc.problems),
-                      errors=[str(p) for p in exc.problems])
+            log.error(
+                "reload rejected; the running flows stay",
+                problems=len(exc.problems),
+                errors=[str(p) for p in exc.problems],
+            )
             return False
-        changed = [name for name in type(loaded.settings).model_fields
-                   if name not in ("flows", "routes", "profile")
-                   and getattr(loaded.settings, name) != getattr(self.settings, name)]
+        changed = [
+            name
+            for name in type(loaded.settings).model_fields
+            if name not in ("flows", "routes", "profile")
+            and getattr(loaded.settings, name) != getattr(self.settings, name)
+        ]
         if changed:
-            log.warning("config sections changed that need a restart to apply",
-                        sections=changed)
+            log.warning("config sections changed that need a restart to apply", sections=changed)
         self.flows = loaded.flows
         self._watched = self._watch_snapshot()
         log.info("flows reloaded", flows=sorted(loaded.flows.flows))
@@ -351,8 +377,14 @@ class Engine:
         tts = self.settings.media.tts
         return self.prompts.tts(text, voice=voice or tts.voice, rate=rate or tts.rate)
 
-    async def tts(self, text: str, *, voice: str | None = None, rate: int | None = None,
-                  language: str | None = None) -> Prompt:
+    async def tts(
+        self,
+        text: str,
+        *,
+        voice: str | None = None,
+        rate: int | None = None,
+        language: str | None = None,
+    ) -> Prompt:
         """Render ``text`` once (cached). Voice: the explicit one, else the one configured
         for ``language`` (``media.tts.voices``), else the default voice, else the language
         code itself (an espeak-ng voice name such as ``fr``)."""
@@ -364,7 +396,8 @@ class Engine:
         if cached is not None:
             return cached
         return await asyncio.get_running_loop().run_in_executor(
-            None, self._tts_sync, text, voice, rate)
+            None, self._tts_sync, text, voice, rate
+        )
 
     async def shutdown(self) -> None:
         """Stop admitting calls; drain or hang up active ones within the grace period."""
@@ -376,8 +409,12 @@ class Engine:
         if self.acd_runtime is not None:
             await self.acd_runtime.close()
         cfg = self.settings.shutdown
-        log.info("shutting down", active_calls=len(self.calls), mode=cfg.mode,
-                 grace_seconds=cfg.grace_seconds)
+        log.info(
+            "shutting down",
+            active_calls=len(self.calls),
+            mode=cfg.mode,
+            grace_seconds=cfg.grace_seconds,
+        )
         if cfg.mode == "drain" and self.calls:
             waiters = [c.ended.wait() for c in self.calls.values()]
             try:
@@ -451,9 +488,14 @@ class Engine:
             if (leg := self.leg(event.leg_id)) is not None and leg.on_dialog is not None:
                 leg.on_dialog(event)
         elif isinstance(event, sip.MessageRejected):
-            log.warning("malformed SIP message", remote=event.flow.remote,
-                        transport=event.flow.transport, error=event.error,
-                        status=event.status_code, answered=event.answered)
+            log.warning(
+                "malformed SIP message",
+                remote=event.flow.remote,
+                transport=event.flow.transport,
+                error=event.error,
+                status=event.status_code,
+                answered=event.answered,
+            )
 
     def _on_request(self, event: sip.RequestReceived) -> None:
         request = event.request
@@ -464,14 +506,16 @@ class Engine:
             # §11.2: capabilities. Answered to anyone: carriers ping before they route.
             self.ua.respond(event.transaction_id, 200, now, headers=self.ua.options_headers())
         else:
-            self.ua.respond(event.transaction_id, 501 if request.method != "REGISTER" else 403,
-                            now)
+            self.ua.respond(event.transaction_id, 501 if request.method != "REGISTER" else 403, now)
 
     def _on_invite(self, event: sip.InviteReceived) -> None:
         request, now = event.request, self._now()
         call_id = request.call_id
-        bound = log.bind(call_id=call_id, source=f"{event.flow.remote[0]}:{event.flow.remote[1]}",
-                         transport=event.flow.transport)
+        bound = log.bind(
+            call_id=call_id,
+            source=f"{event.flow.remote[0]}:{event.flow.remote[1]}",
+            transport=event.flow.transport,
+        )
         self.stats["calls_total"] += 1
         if not self.accepting:
             self.ua.reject(event.leg_id, 503, now, headers=[("Retry-After", "30")])
@@ -480,11 +524,18 @@ class Engine:
         hooked = next((r for hook in self.invite_hooks if (r := hook(event))), None)
         if hooked is True:
             return
-        decision = (Admitted(trunk="") if hooked is not None
-                    else self.admission.admit(request, event.flow.remote[0], now))
+        decision = (
+            Admitted(trunk="")
+            if hooked is not None
+            else self.admission.admit(request, event.flow.remote[0], now)
+        )
         if isinstance(decision, Challenge):
-            self.ua.reject(event.leg_id, 401, now,
-                           headers=[("WWW-Authenticate", v) for v in decision.www_authenticate])
+            self.ua.reject(
+                event.leg_id,
+                401,
+                now,
+                headers=[("WWW-Authenticate", v) for v in decision.www_authenticate],
+            )
             bound.info("call challenged", trunk=decision.trunk, reason=decision.reason)
             return
         if isinstance(decision, Forbidden):
@@ -499,18 +550,30 @@ class Engine:
             self.ua.reject(event.leg_id, 503, now, headers=[("Retry-After", "5")])
             bound.warning("call rejected: max_calls reached", max_calls=max_calls)
             return
-        call = Call(engine=self, leg_id=event.leg_id, call_id=call_id,
-                    caller=str(request.from_.uri),
-                    caller_number=request.from_.uri.user or "",
-                    called=request.request_uri.user or "",
-                    trunk=decision.trunk, request=request, flow=event.flow, started_at=now,
-                    session_id=self.rng.randrange(1, 2**31), flows=self.flows)
+        call = Call(
+            engine=self,
+            leg_id=event.leg_id,
+            call_id=call_id,
+            caller=str(request.from_.uri),
+            caller_number=request.from_.uri.user or "",
+            called=request.request_uri.user or "",
+            trunk=decision.trunk,
+            request=request,
+            flow=event.flow,
+            started_at=now,
+            session_id=self.rng.randrange(1, 2**31),
+            flows=self.flows,
+        )
         self.calls[event.leg_id] = call
         bound.info("call admitted", trunk=decision.trunk, caller=call.caller, called=call.called)
-        self.events.publish(CallStarted(call_id=call_id, caller=call.caller_number,
-                                        called=call.called, trunk=decision.trunk))
+        self.events.publish(
+            CallStarted(
+                call_id=call_id, caller=call.caller_number, called=call.called, trunk=decision.trunk
+            )
+        )
         call.task = asyncio.get_running_loop().create_task(
-            self._run_call(call, hooked if callable(hooked) else None))
+            self._run_call(call, hooked if callable(hooked) else None)
+        )
 
     async def _run_call(self, call: Call, behaviour: Behaviour | None = None) -> None:
         structlog.contextvars.bind_contextvars(call_id=call.call_id)
@@ -562,8 +625,11 @@ class Engine:
             return False
         try:
             rtp = await self.ports.open_endpoint(
-                asyncio.get_running_loop(), self.clock, self.rng,
-                on_dtmf=lambda digit: self._dtmf(call, digit))
+                asyncio.get_running_loop(),
+                self.clock,
+                self.rng,
+                on_dtmf=lambda digit: self._dtmf(call, digit),
+            )
         except PortsExhausted:
             call.log.error("no RTP port available")
             self._reject(call, 503, "No Media Ports")
@@ -573,10 +639,14 @@ class Engine:
             return False
         call.rtp = rtp
         try:
-            result = sdp.negotiate(offer, local_address=str(self.settings.media_address),
-                                   local_port=rtp.local_port, supported=media.codecs,
-                                   session_id=call.session_id,
-                                   session_version=call.session_version)
+            result = sdp.negotiate(
+                offer,
+                local_address=str(self.settings.media_address),
+                local_port=rtp.local_port,
+                supported=media.codecs,
+                session_id=call.session_id,
+                session_version=call.session_version,
+            )
         except sdp.NoCommonCodec:
             call.log.info("no common codec")
             self._reject(call, 488, None)
@@ -586,24 +656,34 @@ class Engine:
             self._reject(call, 488, None)
             return False
         call.negotiated = result
-        rtp.set_remote((result.remote_address, result.remote_port), result.codec,
-                       result.payload_type, result.dtmf_payload_type)
+        rtp.set_remote(
+            (result.remote_address, result.remote_port),
+            result.codec,
+            result.payload_type,
+            result.dtmf_payload_type,
+        )
         self.endpoint.run_command(
-            lambda now: self.ua.answer(call.leg_id, bytes(result.answer), now))
+            lambda now: self.ua.answer(call.leg_id, bytes(result.answer), now)
+        )
         call.state = CallState.ANSWERED
         call.answered_at = self._now()
         self.stats["calls_answered"] += 1
         self.events.publish(CallAnswered(call_id=call.call_id))
-        call.log.info("call answered", codec=result.codec, rtp_local=rtp.local_port,
-                      rtp_remote=f"{result.remote_address}:{result.remote_port}",
-                      dtmf_pt=result.dtmf_payload_type)
+        call.log.info(
+            "call answered",
+            codec=result.codec,
+            rtp_local=rtp.local_port,
+            rtp_remote=f"{result.remote_address}:{result.remote_port}",
+            dtmf_pt=result.dtmf_payload_type,
+        )
         return True
 
     def _reject(self, call: Call, status: int, reason: str | None) -> None:
         assert self.endpoint is not None
         if self.ua.leg(call.leg_id) is not None:
             self.endpoint.run_command(
-                lambda now: self.ua.reject(call.leg_id, status, now, reason=reason))
+                lambda now: self.ua.reject(call.leg_id, status, now, reason=reason)
+            )
         self._ended(call.leg_id, f"rejected {status}")
 
     def _dtmf(self, call: MediaLeg, digit: str) -> None:
@@ -620,17 +700,25 @@ class Engine:
         if not body:
             # Session refresh without SDP: answer with our current session unchanged.
             answer = call.negotiated.answer if call.negotiated else None
-            self.ua.respond(event.transaction_id, 200, now, body=bytes(answer) if answer else b"",
-                            content_type="application/sdp" if answer else None)
+            self.ua.respond(
+                event.transaction_id,
+                200,
+                now,
+                body=bytes(answer) if answer else b"",
+                content_type="application/sdp" if answer else None,
+            )
             return
         try:
             offer = sdp.SessionDescription.parse(body)
             call.session_version += 1
-            result = sdp.negotiate(offer, local_address=str(self.settings.media_address),
-                                   local_port=call.rtp.local_port,
-                                   supported=self.settings.media.codecs,
-                                   session_id=call.session_id,
-                                   session_version=call.session_version)
+            result = sdp.negotiate(
+                offer,
+                local_address=str(self.settings.media_address),
+                local_port=call.rtp.local_port,
+                supported=self.settings.media.codecs,
+                session_id=call.session_id,
+                session_version=call.session_version,
+            )
         except sdp.NoCommonCodec:
             self.ua.respond(event.transaction_id, 488, now)
             return
@@ -638,12 +726,21 @@ class Engine:
             self.ua.respond(event.transaction_id, 400, now, reason="Bad SDP")
             return
         call.negotiated = result
-        call.rtp.set_remote((result.remote_address, result.remote_port), result.codec,
-                            result.payload_type, result.dtmf_payload_type)
+        call.rtp.set_remote(
+            (result.remote_address, result.remote_port),
+            result.codec,
+            result.payload_type,
+            result.dtmf_payload_type,
+        )
         call.rtp.sending = result.local_direction.sends and not result.on_hold
         call.log.info("re-INVITE", on_hold=result.on_hold, direction=str(result.local_direction))
-        self.ua.respond(event.transaction_id, 200, now, body=bytes(result.answer),
-                        content_type="application/sdp")
+        self.ua.respond(
+            event.transaction_id,
+            200,
+            now,
+            body=bytes(result.answer),
+            content_type="application/sdp",
+        )
         if call.on_reinvite is not None:
             call.on_reinvite(call)
 
@@ -662,11 +759,20 @@ class Engine:
 
     # ---- outbound legs (B2BUA) --------------------------------------------------------------
 
-    async def originate(self, *, request_uri: str, to_uri: str, from_uri: str,
-                        destination: tuple[str, int], transport: str = "udp",
-                        credentials: tuple[str, str] | None = None,
-                        headers: tuple[tuple[str, str], ...] = (), timeout: float = 60.0,
-                        call_id: str | None = None, flow: Flow | None = None) -> OutboundLeg:
+    async def originate(
+        self,
+        *,
+        request_uri: str,
+        to_uri: str,
+        from_uri: str,
+        destination: tuple[str, int],
+        transport: str = "udp",
+        credentials: tuple[str, str] | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        timeout: float = 60.0,
+        call_id: str | None = None,
+        flow: Flow | None = None,
+    ) -> OutboundLeg:
         """Place a call with an SDP offer and wait until it is answered.
 
         Raises :class:`OriginateFailed` with the final status (408 on ``timeout``, after
@@ -676,29 +782,54 @@ class Engine:
         assert self.ports is not None and self.clock is not None and self.endpoint is not None
         media = self.settings.media
         try:
-            rtp = await self.ports.open_endpoint(asyncio.get_running_loop(), self.clock,
-                                                 self.rng)
+            rtp = await self.ports.open_endpoint(asyncio.get_running_loop(), self.clock, self.rng)
         except PortsExhausted:
             raise OriginateFailed(503, "no media port") from None
         session_id = self.rng.randrange(1, 2**31)
-        offer = sdp.build_offer(str(self.settings.media_address), rtp.local_port,
-                                codecs=media.codecs, dtmf_payload_type=media.dtmf_payload_type,
-                                session_id=session_id, session_version=1)
+        offer = sdp.build_offer(
+            str(self.settings.media_address),
+            rtp.local_port,
+            codecs=media.codecs,
+            dtmf_payload_type=media.dtmf_payload_type,
+            session_id=session_id,
+            session_version=1,
+        )
         if flow is None:
             flow = self._outbound_flow(transport, destination)
-        leg_id = self.endpoint.run_command(lambda now: self.ua.invite(
-            request_uri=request_uri, from_uri=from_uri, to_uri=to_uri, flow=flow, now=now,
-            body=bytes(offer), headers=headers, call_id=call_id, credentials=credentials))
+        leg_id = self.endpoint.run_command(
+            lambda now: self.ua.invite(
+                request_uri=request_uri,
+                from_uri=from_uri,
+                to_uri=to_uri,
+                flow=flow,
+                now=now,
+                body=bytes(offer),
+                headers=headers,
+                call_id=call_id,
+                credentials=credentials,
+            )
+        )
         assert isinstance(leg_id, int)
         invite = self.ua.leg(leg_id)
-        leg = OutboundLeg(engine=self, leg_id=leg_id,
-                          call_id=invite.invite.call_id if invite else "", flow=flow,
-                          started_at=self._now(), rtp=rtp, session_id=session_id,
-                          target=request_uri, offer=offer)
+        leg = OutboundLeg(
+            engine=self,
+            leg_id=leg_id,
+            call_id=invite.invite.call_id if invite else "",
+            flow=flow,
+            started_at=self._now(),
+            rtp=rtp,
+            session_id=session_id,
+            target=request_uri,
+            offer=offer,
+        )
         rtp.on_dtmf = lambda digit: self._dtmf(leg, digit)
         self.outbound[leg_id] = leg
-        leg.log.info("outbound call", target=request_uri,
-                     destination=f"{destination[0]}:{destination[1]}", transport=transport)
+        leg.log.info(
+            "outbound call",
+            target=request_uri,
+            destination=f"{destination[0]}:{destination[1]}",
+            transport=transport,
+        )
         try:
             await asyncio.wait_for(asyncio.shield(leg.answered), timeout)
         except TimeoutError:
@@ -722,8 +853,12 @@ class Engine:
             return
         leg.negotiated = result
         assert leg.rtp is not None
-        leg.rtp.set_remote((result.remote_address, result.remote_port), result.codec,
-                           result.payload_type, result.dtmf_payload_type)
+        leg.rtp.set_remote(
+            (result.remote_address, result.remote_port),
+            result.codec,
+            result.payload_type,
+            result.dtmf_payload_type,
+        )
         leg.state = CallState.ANSWERED
         leg.log.info("outbound answered", codec=result.codec)
         if not leg.answered.done():
@@ -751,8 +886,9 @@ class Engine:
         caller.log.info("bridged", other_leg=other.leg_id, other_call_id=other.call_id)
         return bridge
 
-    async def run_bridge(self, caller: MediaLeg, other: MediaLeg, *,
-                         reason: str = "other party hung up") -> MediaLeg:
+    async def run_bridge(
+        self, caller: MediaLeg, other: MediaLeg, *, reason: str = "other party hung up"
+    ) -> MediaLeg:
         """Bridge, wait until either leg ends, hang up the other, stop the bridge. Returns
         the leg that ended first."""
         bridge = self.bridge(caller, other)
@@ -782,17 +918,29 @@ class Engine:
             return
         now_mono, now_wall = self._now(), time.time()
         started = now_wall - (now_mono - call.started_at)
-        answered = (now_wall - (now_mono - call.answered_at)
-                    if call.answered_at is not None else None)
+        answered = (
+            now_wall - (now_mono - call.answered_at) if call.answered_at is not None else None
+        )
         record = CallRecord(
-            call_id=call.call_id, started_at=started, answered_at=answered, ended_at=now_wall,
-            caller=call.caller_number, called=call.called, trunk=call.trunk, queue=call.queue,
-            agent=call.agent, menu_path=tuple(p for p in call.menu_path.split(" > ") if p),
-            outcome=outcome, profile={"verified_customer": call.profile.verified_customer,
-                                      "bad_actor": call.profile.bad_actor,
-                                      "repeat_customer": call.profile.repeat_customer,
-                                      **dict(call.profile.extra)},
-            **call.metrics)
+            call_id=call.call_id,
+            started_at=started,
+            answered_at=answered,
+            ended_at=now_wall,
+            caller=call.caller_number,
+            called=call.called,
+            trunk=call.trunk,
+            queue=call.queue,
+            agent=call.agent,
+            menu_path=tuple(p for p in call.menu_path.split(" > ") if p),
+            outcome=outcome,
+            profile={
+                "verified_customer": call.profile.verified_customer,
+                "bad_actor": call.profile.bad_actor,
+                "repeat_customer": call.profile.repeat_customer,
+                **dict(call.profile.extra),
+            },
+            **call.metrics,
+        )
         try:
             await self.store.add_call_record(record)
         except StoreError as exc:
@@ -839,9 +987,15 @@ class Engine:
         duration = round(self._now() - call.started_at, 3)
         call.log.info("call ended", reason=reason, duration=duration, rtp=stats)
         if isinstance(call, Call):
-            self.events.publish(CallEnded(call_id=call.call_id, outcome=reason,
-                                          queue=call.queue, agent=call.agent,
-                                          duration_seconds=duration))
+            self.events.publish(
+                CallEnded(
+                    call_id=call.call_id,
+                    outcome=reason,
+                    queue=call.queue,
+                    agent=call.agent,
+                    duration_seconds=duration,
+                )
+            )
             asyncio.get_running_loop().create_task(self._record(call, reason))
 
 
@@ -881,11 +1035,20 @@ async def flow_behaviour(call: Call) -> None:
     for warning in warnings:
         call.log.warning("caller data ignored", detail=warning)
     if call.profile != CallerProfile():
-        call.log.info("caller profile", verified_customer=call.profile.verified_customer,
-                      bad_actor=call.profile.bad_actor,
-                      repeat_customer=call.profile.repeat_customer, **dict(call.profile.extra))
-    context = CallContext(caller=call.caller_number, called=call.called, trunk=call.trunk,
-                          headers=headers, profile=call.profile)
+        call.log.info(
+            "caller profile",
+            verified_customer=call.profile.verified_customer,
+            bad_actor=call.profile.bad_actor,
+            repeat_customer=call.profile.repeat_customer,
+            **dict(call.profile.extra),
+        )
+    context = CallContext(
+        caller=call.caller_number,
+        called=call.called,
+        trunk=call.trunk,
+        headers=headers,
+        profile=call.profile,
+    )
     try:
         session = FlowSession(flows, context)
     except KeyError as exc:
@@ -906,6 +1069,5 @@ def static_tts_texts(flows: FlowSet) -> set[tuple[str, str, str | None, int | No
                     language = flow.language or "en" if key == "default" else key
                     for item in items:
                         if isinstance(item, TtsItem) and "{" not in item.tts:
-                            out.add((item.tts, item.language or language, item.voice,
-                                     item.rate))
+                            out.add((item.tts, item.language or language, item.voice, item.rate))
     return out

@@ -70,17 +70,23 @@ class MqttSettings(BaseModel):
     # Events kept while the broker is unreachable; beyond, the oldest are dropped.
     queue_size: int = Field(default=10000, ge=1)
     reconnect: BackoffSettings = Field(
-        default_factory=lambda: BackoffSettings(initial_seconds=1.0, max_seconds=30.0))
+        default_factory=lambda: BackoffSettings(initial_seconds=1.0, max_seconds=30.0)
+    )
     # On shutdown, how long to try to flush queued events.
     flush_seconds: float = Field(default=2.0, ge=0)
 
     @field_validator("topic_prefix")
     @classmethod
     def _topic(cls, value: str) -> str:
-        if not value or any(ch in value for ch in "+#\0") or value.startswith("/") \
-                or value.endswith("/"):
-            raise ValueError(f"{value!r} is not a valid topic prefix (no wildcards, no "
-                             "leading/trailing '/')")
+        if (
+            not value
+            or any(ch in value for ch in "+#\0")
+            or value.startswith("/")
+            or value.endswith("/")
+        ):
+            raise ValueError(
+                f"{value!r} is not a valid topic prefix (no wildcards, no leading/trailing '/')"
+            )
         return value
 
     @field_validator("ca_file")
@@ -246,8 +252,9 @@ class NullEventPublisher:
 
 
 class _Client(Protocol):
-    async def publish(self, topic: str, payload: bytes, qos: int = ..., *,
-                      timeout: float | None = ...) -> None: ...
+    async def publish(
+        self, topic: str, payload: bytes, qos: int = ..., *, timeout: float | None = ...
+    ) -> None: ...
 
 
 ClientFactory = Callable[[], AbstractAsyncContextManager[_Client]]
@@ -303,17 +310,25 @@ class MqttEventPublisher:
     def publish_raw(self, kind: str, name: str, fields: Mapping[str, Any]) -> None:
         """Publish a fact that has no Event class (yet)."""
         self._seq += 1
-        body = {"event": name, "node": self._node, "seq": self._seq,
-                "time": datetime.fromtimestamp(self._now(), UTC).isoformat(), **fields}
+        body = {
+            "event": name,
+            "node": self._node,
+            "seq": self._seq,
+            "time": datetime.fromtimestamp(self._now(), UTC).isoformat(),
+            **fields,
+        }
         payload = json.dumps(body, default=str, separators=(",", ":")).encode()
         self._queue.append(_Queued(self.topic(kind), payload))
         if len(self._queue) > self._settings.queue_size:
             self._queue.popleft()
             self.dropped += 1
             if self.dropped % self.DROP_WARNING_EVERY == 1 or self.DROP_WARNING_EVERY == 1:
-                self._log.warning("mqtt_events_dropped", dropped_total=self.dropped,
-                                  queue_size=self._settings.queue_size,
-                                  connected=self._connected)
+                self._log.warning(
+                    "mqtt_events_dropped",
+                    dropped_total=self.dropped,
+                    queue_size=self._settings.queue_size,
+                    connected=self._connected,
+                )
         self._ready.set()
 
     @property
@@ -355,11 +370,16 @@ class MqttEventPublisher:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
         client = aiomqtt.Client(
-            s.host, s.port, username=s.username,
+            s.host,
+            s.port,
+            username=s.username,
             password=s.password.get_secret_value() if s.password else None,
             identifier=s.client_id or f"switchhook-{self._node}",
-            keepalive=s.keepalive_seconds, timeout=s.publish_timeout_seconds,
-            tls_context=context, tls_insecure=s.tls_insecure if s.tls else None)
+            keepalive=s.keepalive_seconds,
+            timeout=s.publish_timeout_seconds,
+            tls_context=context,
+            tls_insecure=s.tls_insecure if s.tls else None,
+        )
         return client
 
     async def _run(self) -> None:
@@ -370,15 +390,24 @@ class MqttEventPublisher:
                     self._connected = True
                     self.connects += 1
                     failures = 0
-                    self._log.info("mqtt_connected", host=self._settings.host,
-                                   port=self._settings.port, queued=len(self._queue))
+                    self._log.info(
+                        "mqtt_connected",
+                        host=self._settings.host,
+                        port=self._settings.port,
+                        queued=len(self._queue),
+                    )
                     await self._drain(client)
             except aiomqtt.MqttError as error:
                 failures += 1
                 delay = backoff_delay(failures, self._settings.reconnect, self._rng)
                 log = self._log.warning if self._connected or failures == 1 else self._log.debug
-                log("mqtt_unavailable", error=str(error), retry_in_seconds=round(delay, 3),
-                    queued=len(self._queue), failures=failures)
+                log(
+                    "mqtt_unavailable",
+                    error=str(error),
+                    retry_in_seconds=round(delay, 3),
+                    queued=len(self._queue),
+                    failures=failures,
+                )
                 self._connected = False
                 await self._sleep(delay)
             finally:
@@ -391,8 +420,9 @@ class MqttEventPublisher:
                 await self._ready.wait()
                 continue
             entry = self._queue[0]
-            await client.publish(entry.topic, entry.payload, qos=1,
-                                 timeout=self._settings.publish_timeout_seconds)
+            await client.publish(
+                entry.topic, entry.payload, qos=1, timeout=self._settings.publish_timeout_seconds
+            )
             # The entry may have been dropped as the oldest while we awaited the PUBACK.
             if self._queue and self._queue[0] is entry:
                 self._queue.popleft()

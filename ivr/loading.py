@@ -30,9 +30,12 @@ def load_flows(settings: Settings, document: object | None = None) -> FlowSet:
     from .yamlloc import LocatedDocument
 
     return load_flow_set(
-        settings.flows.dir, prompts_dir=settings.media.prompts_dir, routes=settings.routes,
+        settings.flows.dir,
+        prompts_dir=settings.media.prompts_dir,
+        routes=settings.routes,
         profile=settings.profile,
-        routes_source=document if isinstance(document, LocatedDocument) else None)
+        routes_source=document if isinstance(document, LocatedDocument) else None,
+    )
 
 
 def load_all(path: str | os.PathLike[str]) -> Loaded:
@@ -44,12 +47,19 @@ def load_all(path: str | os.PathLike[str]) -> Loaded:
         flows = load_flows(settings, document)
     except ConfigError as exc:
         problems.extend(exc.problems)
-    problems.extend(check_references(
-        settings.after_hours, queues=[q.name for q in settings.acd.queues],
-        trunks=[t.name for t in settings.trunks], document=document,
-        hours_queues=settings.hours.queues if settings.hours is not None else ()))
-    problems.extend(_problem(document, path, message)
-                    for path, message in check_access(settings.users, settings.roles))
+    problems.extend(
+        check_references(
+            settings.after_hours,
+            queues=[q.name for q in settings.acd.queues],
+            trunks=[t.name for t in settings.trunks],
+            document=document,
+            hours_queues=settings.hours.queues if settings.hours is not None else (),
+        )
+    )
+    problems.extend(
+        _problem(document, path, message)
+        for path, message in check_access(settings.users, settings.roles)
+    )
     if problems or flows is None:
         raise ConfigError(problems)
     return Loaded(Path(path), settings, flows)

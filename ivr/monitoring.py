@@ -69,10 +69,17 @@ class Monitor:
     task: asyncio.Task[None] | None = None
 
     def view(self) -> dict[str, Any]:
-        return {"id": self.id, "call_id": self.call.call_id, "supervisor": self.supervisor.name,
-                "mode": self.mode.value, "state": self.state, "via": self.via,
-                "target": self.target, "started_at": self.started_at,
-                "stop_reason": self.stop_reason or None}
+        return {
+            "id": self.id,
+            "call_id": self.call.call_id,
+            "supervisor": self.supervisor.name,
+            "mode": self.mode.value,
+            "state": self.state,
+            "via": self.via,
+            "target": self.target,
+            "started_at": self.started_at,
+            "stop_reason": self.stop_reason or None,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +99,9 @@ class Supervision:
         self.settings = settings.monitoring
         self.directory = Directory(settings.users, settings.roles)
         self.registrar = Registrar(min_expires=1)
-        self.digest = DigestServer(self.settings.realm, secrets.token_bytes(32),
-                                   algorithms=self.settings.sip_algorithms)
+        self.digest = DigestServer(
+            self.settings.realm, secrets.token_bytes(32), algorithms=self.settings.sip_algorithms
+        )
         self.monitors: dict[str, Monitor] = {}
         self._monitor_legs: set[int] = set()  # engine leg ids of supervisor legs
         self._pending: dict[str, _Pending] = {}
@@ -149,8 +157,14 @@ class Supervision:
         bridge = call.bridge
         if bridge is None:
             return None
-        return next((leg for leg in self.engine.outbound.values()
-                     if leg.bridge is bridge and leg.leg_id not in self._monitor_legs), None)
+        return next(
+            (
+                leg
+                for leg in self.engine.outbound.values()
+                if leg.bridge is bridge and leg.leg_id not in self._monitor_legs
+            ),
+            None,
+        )
 
     def call_teams(self, call: Call) -> set[str]:
         if call.agent and call.agent in self._agents:
@@ -164,12 +178,21 @@ class Supervision:
 
     def call_summary(self, call: Call) -> dict[str, Any]:
         now = _now()
-        return {"id": call.call_id, "state": self.call_state(call), "caller": call.caller_number,
-                "called": call.called, "queue": call.queue, "agent": call.agent,
-                "age_seconds": round(now - call.started_at, 1),
-                "issue": call.menu_path or None,
-                "monitors": sum(1 for m in self.monitors.values()
-                                if m.call is call and m.state in ("calling", "active"))}
+        return {
+            "id": call.call_id,
+            "state": self.call_state(call),
+            "caller": call.caller_number,
+            "called": call.called,
+            "queue": call.queue,
+            "agent": call.agent,
+            "age_seconds": round(now - call.started_at, 1),
+            "issue": call.menu_path or None,
+            "monitors": sum(
+                1
+                for m in self.monitors.values()
+                if m.call is call and m.state in ("calling", "active")
+            ),
+        }
 
     def call_details(self, call: Call) -> dict[str, Any]:
         now = _now()
@@ -177,15 +200,27 @@ class Supervision:
         state = self.call_state(call)
         agent_leg = self.agent_leg(call)
         participants: list[dict[str, Any]] = [
-            {"role": "caller", "number": call.caller_number, "uri": call.caller}]
+            {"role": "caller", "number": call.caller_number, "uri": call.caller}
+        ]
         if call.agent or agent_leg is not None:
-            participants.append({"role": "agent", "agent": call.agent,
-                                 "uri": agent_leg.target if agent_leg else None})
+            participants.append(
+                {
+                    "role": "agent",
+                    "agent": call.agent,
+                    "uri": agent_leg.target if agent_leg else None,
+                }
+            )
         for monitor in self.monitors.values():
             if monitor.call is call and monitor.state in ("calling", "active"):
-                participants.append({"role": "monitor", "supervisor": monitor.supervisor.name,
-                                     "mode": monitor.mode.value, "monitor_id": monitor.id,
-                                     "state": monitor.state})
+                participants.append(
+                    {
+                        "role": "monitor",
+                        "supervisor": monitor.supervisor.name,
+                        "mode": monitor.mode.value,
+                        "monitor_id": monitor.id,
+                        "state": monitor.state,
+                    }
+                )
         talk = metrics.get("talk_seconds")
         if talk is None and state == "connected" and call.answered_at is not None:
             talk = None  # the ACD fills talk time; without it we do not guess
@@ -194,17 +229,22 @@ class Supervision:
             **self.call_summary(call),
             "trunk": call.trunk or None,
             "teams": sorted(self.call_teams(call)),
-            "metrics": {"wait_seconds": metrics.get("wait_seconds"),
-                        "talk_seconds": talk,
-                        "hold_seconds": metrics.get("hold_seconds"),
-                        "ring_seconds": metrics.get("ring_seconds"),
-                        "duration_seconds": round(now - call.started_at, 1)},
+            "metrics": {
+                "wait_seconds": metrics.get("wait_seconds"),
+                "talk_seconds": talk,
+                "hold_seconds": metrics.get("hold_seconds"),
+                "ring_seconds": metrics.get("ring_seconds"),
+                "duration_seconds": round(now - call.started_at, 1),
+            },
             "transfers": list(metrics.get("transfers", ()) or ()),
             "participants": participants,
             "menu_path": [p for p in call.menu_path.split(" > ") if p],
-            "profile": {"verified_customer": profile.verified_customer,
-                        "bad_actor": profile.bad_actor,
-                        "repeat_customer": profile.repeat_customer, **dict(profile.extra)},
+            "profile": {
+                "verified_customer": profile.verified_customer,
+                "bad_actor": profile.bad_actor,
+                "repeat_customer": profile.repeat_customer,
+                **dict(profile.extra),
+            },
         }
 
     def agents_view(self) -> list[dict[str, Any]]:
@@ -217,9 +257,14 @@ class Supervision:
         out = []
         calls = {c.agent: c for c in self.customer_calls() if c.agent}
         for agent_id, agent in self._agents.items():
-            row = {"id": agent_id, "display_name": agent.display_name,
-                   "teams": list(agent.teams), "queues": [m.queue for m in agent.queues],
-                   "state": "unknown", **snapshot.get(agent_id, {})}
+            row = {
+                "id": agent_id,
+                "display_name": agent.display_name,
+                "teams": list(agent.teams),
+                "queues": [m.queue for m in agent.queues],
+                "state": "unknown",
+                **snapshot.get(agent_id, {}),
+            }
             call = calls.get(agent_id)
             row["current_call"] = self.call_summary(call) if call is not None else None
             if call is not None and row["state"] == "unknown":
@@ -234,11 +279,18 @@ class Supervision:
         calls = self.customer_calls()
         out = []
         for queue in self.engine.settings.acd.queues:
-            waiting = [c for c in calls if c.queue == queue.name and
-                       self.call_state(c) == "queued"]
-            out.append({"name": queue.name, "waiting": len(waiting),
-                        "connected": sum(1 for c in calls if c.queue == queue.name and
-                                         self.call_state(c) == "connected")})
+            waiting = [c for c in calls if c.queue == queue.name and self.call_state(c) == "queued"]
+            out.append(
+                {
+                    "name": queue.name,
+                    "waiting": len(waiting),
+                    "connected": sum(
+                        1
+                        for c in calls
+                        if c.queue == queue.name and self.call_state(c) == "connected"
+                    ),
+                }
+            )
         return out
 
     # ---- authorisation ------------------------------------------------------------------------
@@ -254,27 +306,42 @@ class Supervision:
 
     # ---- monitors -----------------------------------------------------------------------------
 
-    def start_monitor(self, call: Call, user: User, mode: TapMode,
-                      target: str | None = None) -> Monitor:
+    def start_monitor(
+        self, call: Call, user: User, mode: TapMode, target: str | None = None
+    ) -> Monitor:
         """Call the supervisor (``target`` URI, else their registered phone, else their
         configured ``phone``) and attach them when they answer. Returns at once (state
         ``calling``); refusals raise :class:`MonitorError`."""
         self.require(user, MODE_PERMISSION[mode.value], call)
         self._require_monitorable(call)
         request_uri, destination = self._destination(user, target)
-        monitor = Monitor(id="mon_" + secrets.token_hex(6), call=call, supervisor=user,
-                          mode=mode, via="api", target=request_uri)
+        monitor = Monitor(
+            id="mon_" + secrets.token_hex(6),
+            call=call,
+            supervisor=user,
+            mode=mode,
+            via="api",
+            target=request_uri,
+        )
         self.monitors[monitor.id] = monitor
         monitor.task = asyncio.get_running_loop().create_task(
-            self._run_api_monitor(monitor, request_uri, destination))
+            self._run_api_monitor(monitor, request_uri, destination)
+        )
         return monitor
 
     def _require_monitorable(self, call: Call) -> None:
         if self.call_state(call) != "connected":
             raise MonitorError(409, f"call {call.call_id} is not connected to an agent")
         limit = self.settings.max_monitors_per_call
-        if limit and sum(1 for m in self.monitors.values() if m.call is call
-                         and m.state in ("calling", "active")) >= limit:
+        if (
+            limit
+            and sum(
+                1
+                for m in self.monitors.values()
+                if m.call is call and m.state in ("calling", "active")
+            )
+            >= limit
+        ):
             raise MonitorError(409, f"call {call.call_id} already has {limit} monitors")
 
     def _destination(self, user: User, target: str | None) -> tuple[str, tuple[str, int]]:
@@ -294,17 +361,21 @@ class Supervision:
             return str(uri), (uri.host.strip("[]"), uri.port or 5060)
         raise MonitorError(409, f"{user.name} has no registered phone; give a SIP URI")
 
-    async def _run_api_monitor(self, monitor: Monitor, request_uri: str,
-                               destination: tuple[str, int]) -> None:
+    async def _run_api_monitor(
+        self, monitor: Monitor, request_uri: str, destination: tuple[str, int]
+    ) -> None:
         from .engine import OriginateFailed
 
         engine = self.engine
         try:
             leg = await engine.originate(
-                request_uri=request_uri, to_uri=f"<{request_uri}>",
-                from_uri=f"<{self.settings.from_uri}>", destination=destination,
+                request_uri=request_uri,
+                to_uri=f"<{request_uri}>",
+                from_uri=f"<{self.settings.from_uri}>",
+                destination=destination,
                 timeout=self.settings.ring_timeout_seconds,
-                headers=(("Subject", f"monitor {monitor.call.caller_number}"),))
+                headers=(("Subject", f"monitor {monitor.call.caller_number}"),),
+            )
         except OriginateFailed as exc:
             monitor.state, monitor.stop_reason = "failed", f"{exc.status_code} {exc.reason}"
             log.info("monitor call failed", monitor_id=monitor.id, status=exc.status_code)
@@ -323,18 +394,34 @@ class Supervision:
             return
         if not await leg.answer():
             return
-        monitor = Monitor(id="mon_" + secrets.token_hex(6), call=call, supervisor=user,
-                          mode=TapMode.LISTEN, via="dial-in", target=leg.caller, leg=leg)
+        monitor = Monitor(
+            id="mon_" + secrets.token_hex(6),
+            call=call,
+            supervisor=user,
+            mode=TapMode.LISTEN,
+            via="dial-in",
+            target=leg.caller,
+            leg=leg,
+        )
         self.monitors[monitor.id] = monitor
         await self._supervise(monitor)
 
     def visible_for_monitor(self, user: User, call: Call) -> bool:
-        return (user.can(Permission.MONITOR_LISTEN) and user.covers(self.call_teams(call))
-                and self.call_state(call) == "connected")
+        return (
+            user.can(Permission.MONITOR_LISTEN)
+            and user.covers(self.call_teams(call))
+            and self.call_state(call) == "connected"
+        )
 
     def _agent_call(self, agent_id: str) -> Call | None:
-        return next((c for c in self.customer_calls()
-                     if c.agent == agent_id and self.call_state(c) == "connected"), None)
+        return next(
+            (
+                c
+                for c in self.customer_calls()
+                if c.agent == agent_id and self.call_state(c) == "connected"
+            ),
+            None,
+        )
 
     def _attach(self, monitor: Monitor) -> bool:
         leg, call = monitor.leg, monitor.call
@@ -348,26 +435,58 @@ class Supervision:
             log.warning("monitor not attached", monitor_id=monitor.id, error=str(exc))
             return False
         monitor.state = "active"
-        self._audit(monitor.supervisor.name, "monitor.start", call,
-                    {"monitor_id": monitor.id, "mode": monitor.mode.value, "via": monitor.via,
-                     "agent": call.agent, "target": monitor.target})
-        self.engine.events.publish(MonitorStarted(
-            call_id=call.call_id, monitor_id=monitor.id, supervisor=monitor.supervisor.name,
-            mode=monitor.mode.value))  # type: ignore[arg-type]
-        log.info("monitor attached", monitor_id=monitor.id, call_id=call.call_id,
-                 supervisor=monitor.supervisor.name, mode=monitor.mode.value)
+        self._audit(
+            monitor.supervisor.name,
+            "monitor.start",
+            call,
+            {
+                "monitor_id": monitor.id,
+                "mode": monitor.mode.value,
+                "via": monitor.via,
+                "agent": call.agent,
+                "target": monitor.target,
+            },
+        )
+        self.engine.events.publish(
+            MonitorStarted(
+                call_id=call.call_id,
+                monitor_id=monitor.id,
+                supervisor=monitor.supervisor.name,
+                mode=monitor.mode.value,
+            )
+        )  # type: ignore[arg-type]
+        log.info(
+            "monitor attached",
+            monitor_id=monitor.id,
+            call_id=call.call_id,
+            supervisor=monitor.supervisor.name,
+            mode=monitor.mode.value,
+        )
         return True
 
     def _detach(self, monitor: Monitor, reason: str) -> None:
         if monitor.tap is not None:
             monitor.tap.remove()
             monitor.tap = None
-            self._audit(monitor.supervisor.name, "monitor.stop", monitor.call,
-                        {"monitor_id": monitor.id, "mode": monitor.mode.value,
-                         "reason": reason, "agent": monitor.call.agent})
-            self.engine.events.publish(MonitorStopped(
-                call_id=monitor.call.call_id, monitor_id=monitor.id,
-                supervisor=monitor.supervisor.name, reason=reason))
+            self._audit(
+                monitor.supervisor.name,
+                "monitor.stop",
+                monitor.call,
+                {
+                    "monitor_id": monitor.id,
+                    "mode": monitor.mode.value,
+                    "reason": reason,
+                    "agent": monitor.call.agent,
+                },
+            )
+            self.engine.events.publish(
+                MonitorStopped(
+                    call_id=monitor.call.call_id,
+                    monitor_id=monitor.id,
+                    supervisor=monitor.supervisor.name,
+                    reason=reason,
+                )
+            )
 
     async def _supervise(self, monitor: Monitor) -> None:
         """Attach, then follow the supervisor's keys until they hang up, the call ends or the
@@ -424,8 +543,7 @@ class Supervision:
             try:
                 self.set_mode(monitor, TapMode(mode_name), user)
             except MonitorError as exc:
-                log.info("monitor key refused", monitor_id=monitor.id, key=digit,
-                         error=exc.message)
+                log.info("monitor key refused", monitor_id=monitor.id, key=digit, error=exc.message)
         elif digit == self.settings.next_key:
             self._move_to_next(monitor)
 
@@ -454,13 +572,26 @@ class Supervision:
         monitor.mode = mode
         if monitor.tap is not None:
             monitor.tap.set_mode(mode)
-        self._audit(user.name, "monitor.mode", monitor.call,
-                    {"monitor_id": monitor.id, "mode": mode.value, "previous": previous.value,
-                     "supervisor": monitor.supervisor.name})
-        self.engine.events.publish(MonitorModeChanged(
-            call_id=monitor.call.call_id, monitor_id=monitor.id,
-            supervisor=monitor.supervisor.name, mode=mode.value,  # type: ignore[arg-type]
-            previous=previous.value))  # type: ignore[arg-type]
+        self._audit(
+            user.name,
+            "monitor.mode",
+            monitor.call,
+            {
+                "monitor_id": monitor.id,
+                "mode": mode.value,
+                "previous": previous.value,
+                "supervisor": monitor.supervisor.name,
+            },
+        )
+        self.engine.events.publish(
+            MonitorModeChanged(
+                call_id=monitor.call.call_id,
+                monitor_id=monitor.id,
+                supervisor=monitor.supervisor.name,
+                mode=mode.value,  # type: ignore[arg-type]
+                previous=previous.value,
+            )
+        )  # type: ignore[arg-type]
 
     def stop_monitor(self, monitor: Monitor, user: User, reason: str = "stopped") -> None:
         if user is not monitor.supervisor:
@@ -492,8 +623,12 @@ class Supervision:
     def confirm_end(self, call: Call, user: User, token: str) -> dict[str, Any]:
         self.require(user, Permission.CALLS_END, call)
         pending = self._pending.get(token)
-        if pending is None or pending.expires_at < time.time() or pending.user != user.name \
-                or pending.call_id != call.call_id:
+        if (
+            pending is None
+            or pending.expires_at < time.time()
+            or pending.user != user.name
+            or pending.call_id != call.call_id
+        ):
             raise MonitorError(409, "unknown or expired confirmation token")
         del self._pending[token]
         return self.end_call(call, user.name, f"ended by {user.name}")
@@ -501,8 +636,12 @@ class Supervision:
     def end_call(self, call: Call, who: str, reason: str) -> dict[str, Any]:
         state = self.call_state(call)
         agent_leg = self.agent_leg(call)
-        self._audit(who, "call.end", call, {"reason": reason, "state": state,
-                                            "agent": call.agent, "queue": call.queue})
+        self._audit(
+            who,
+            "call.end",
+            call,
+            {"reason": reason, "state": state, "agent": call.agent, "queue": call.queue},
+        )
         log.info("call ended by supervisor", call_id=call.call_id, who=who, reason=reason)
         self.engine.hangup(call, reason)
         if agent_leg is not None:
@@ -531,10 +670,12 @@ class Supervision:
     # ---- audit --------------------------------------------------------------------------------
 
     def _audit(self, who: str, action: str, call: Call, details: dict[str, Any]) -> None:
-        entry = AuditEntry(who=who, at=time.time(), action=action, call_id=call.call_id,
-                           details=details)
-        self.engine.events.publish(AuditRecorded(who=who, action=action, call_id=call.call_id,
-                                                 details=details))
+        entry = AuditEntry(
+            who=who, at=time.time(), action=action, call_id=call.call_id, details=details
+        )
+        self.engine.events.publish(
+            AuditRecorded(who=who, action=action, call_id=call.call_id, details=details)
+        )
         store = self.engine.store
         if store is None:
             return
@@ -543,8 +684,7 @@ class Supervision:
             try:
                 await store.add_audit(entry)
             except StoreError as exc:
-                log.error("audit not stored", action=action, call_id=call.call_id,
-                          error=str(exc))
+                log.error("audit not stored", action=action, call_id=call.call_id, error=str(exc))
 
         asyncio.get_running_loop().create_task(write())
 
@@ -556,8 +696,9 @@ class Supervision:
         credentials = request.headers.get("Authorization")
         if not credentials:
             return None, self.digest.challenge(now)
-        result = self.digest.verify(credentials, method=request.method, now=now,
-                                    lookup_ha1=self.directory.sip_ha1)
+        result = self.digest.verify(
+            credentials, method=request.method, now=now, lookup_ha1=self.directory.sip_ha1
+        )
         if result.kind is AuthResultKind.STALE:
             return None, self.digest.challenge(now, stale=True)
         if not result.ok or result.username is None:
@@ -574,17 +715,27 @@ class Supervision:
         ua, now = self.engine.ua, event.received_at
         user, challenge = self._authenticate(request, now)
         if challenge is not None:
-            ua.respond(event.transaction_id, 401, now,
-                       headers=[("WWW-Authenticate", v) for v in challenge])
+            ua.respond(
+                event.transaction_id, 401, now, headers=[("WWW-Authenticate", v) for v in challenge]
+            )
             return True
         if user is None or user.config.sip is None or user.config.sip.username != username:
             ua.respond(event.transaction_id, 403, now)
             return True
         result = self.registrar.register(request, event.flow, now)
-        ua.respond(event.transaction_id, result.status_code, now, reason=result.reason,
-                   headers=list(result.headers))
-        log.info("supervisor phone registered", user=user.name, aor=result.aor,
-                 contacts=len(result.headers))
+        ua.respond(
+            event.transaction_id,
+            result.status_code,
+            now,
+            reason=result.reason,
+            headers=list(result.headers),
+        )
+        log.info(
+            "supervisor phone registered",
+            user=user.name,
+            aor=result.aor,
+            contacts=len(result.headers),
+        )
         return True
 
     def _on_invite(
@@ -595,11 +746,12 @@ class Supervision:
         code, pin_code = self.settings.feature_code, self.settings.pin_feature_code
         ua, now = self.engine.ua, event.received_at
         if dialled.startswith(code) and len(dialled) > len(code):
-            agent_id = dialled[len(code):]
+            agent_id = dialled[len(code) :]
             user, challenge = self._authenticate(request, now)
             if challenge is not None:
-                ua.reject(event.leg_id, 401, now,
-                          headers=[("WWW-Authenticate", v) for v in challenge])
+                ua.reject(
+                    event.leg_id, 401, now, headers=[("WWW-Authenticate", v) for v in challenge]
+                )
                 return True
             if user is None:
                 ua.reject(event.leg_id, 403, now, reason="Bad Credentials")
@@ -607,8 +759,13 @@ class Supervision:
             refusal = self._dial_in_refusal(user, agent_id)
             if refusal is not None:
                 ua.reject(event.leg_id, refusal[0], now, reason=refusal[1])
-                log.info("dial-in monitor refused", user=user.name, agent=agent_id,
-                         status=refusal[0], reason=refusal[1])
+                log.info(
+                    "dial-in monitor refused",
+                    user=user.name,
+                    agent=agent_id,
+                    status=refusal[0],
+                    reason=refusal[1],
+                )
                 return True
 
             async def behaviour(call: Call) -> None:
@@ -620,10 +777,11 @@ class Supervision:
 
             # Any admitted caller; the PIN authenticates (the engine re-runs admission for
             # the others and challenges or refuses them itself).
-            if not isinstance(self.engine.admission.admit(request, event.flow.remote[0], now),
-                              Admitted):
+            if not isinstance(
+                self.engine.admission.admit(request, event.flow.remote[0], now), Admitted
+            ):
                 return None
-            agent_id = dialled[len(pin_code):]
+            agent_id = dialled[len(pin_code) :]
 
             async def pin_behaviour(call: Call) -> None:
                 await self._pin_dial_in(call, agent_id)
@@ -656,20 +814,29 @@ class Supervision:
         user = self.directory.by_extension(extension)
         from .roles import verify_pin
 
-        if user is None or user.config.pin is None or not await asyncio.to_thread(
-                verify_pin, pin, user.config.pin):
+        if (
+            user is None
+            or user.config.pin is None
+            or not await asyncio.to_thread(verify_pin, pin, user.config.pin)
+        ):
             log.info("dial-in PIN refused", extension=extension)
             return
         if self._dial_in_refusal(user, agent_id) is not None:
             return
         call = self._agent_call(agent_id)
         assert call is not None
-        monitor = Monitor(id="mon_" + secrets.token_hex(6), call=call, supervisor=user,
-                          mode=TapMode.LISTEN, via="dial-in-pin", target=leg.caller, leg=leg)
+        monitor = Monitor(
+            id="mon_" + secrets.token_hex(6),
+            call=call,
+            supervisor=user,
+            mode=TapMode.LISTEN,
+            via="dial-in-pin",
+            target=leg.caller,
+            leg=leg,
+        )
         self.monitors[monitor.id] = monitor
         with contextlib.suppress(asyncio.CancelledError):
             await self._supervise(monitor)
-
 
 
 def _now() -> float:

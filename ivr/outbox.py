@@ -98,8 +98,7 @@ def backoff_delay(attempts: int, policy: BackoffSettings, rng: random.Random) ->
     """
     exponent = max(0, attempts - 1)
     # Bound the exponent so a huge attempt count cannot overflow float math.
-    base = min(policy.max_seconds,
-               policy.initial_seconds * policy.multiplier ** min(exponent, 64))
+    base = min(policy.max_seconds, policy.initial_seconds * policy.multiplier ** min(exponent, 64))
     return base * (1.0 - policy.jitter * rng.random())
 
 
@@ -116,8 +115,10 @@ def split_file(path: str | os.PathLike[str], max_bytes: int) -> list[Path]:
     size = source.stat().st_size
     count = max(1, -(-size // max_bytes))
     width = max(3, len(str(count)))
-    parts = [source.with_name(f"{source.name}.part{i:0{width}d}of{count:0{width}d}")
-             for i in range(1, count + 1)]
+    parts = [
+        source.with_name(f"{source.name}.part{i:0{width}d}of{count:0{width}d}")
+        for i in range(1, count + 1)
+    ]
     written: list[Path] = []
     try:
         with source.open("rb") as reader:
@@ -277,9 +278,13 @@ class Outbox:
                     parts.append(original)
             # Not from the injected rng: a seeded rng on two nodes would give two items the
             # same idempotency key, and the CRM would drop one as a duplicate.
-            item = NewOutboxItem(kind=kind, delivery_id=uuid.uuid4().hex,
-                                 payload=dict(payload), files=tuple(parts),
-                                 created_at=self._now())
+            item = NewOutboxItem(
+                kind=kind,
+                delivery_id=uuid.uuid4().hex,
+                payload=dict(payload),
+                files=tuple(parts),
+                created_at=self._now(),
+            )
             if voicemail is not None:
                 item_id = await self._store.add_voicemail(voicemail, crm=item)
                 assert item_id is not None
@@ -320,8 +325,14 @@ class Outbox:
     async def _deliver(self, item: OutboxItem) -> None:
         attempt = item.attempts + 1
         log = self._log.bind(outbox_id=item.id, kind=item.kind, attempt=attempt)
-        base = Delivery(outbox_id=item.id, delivery_id=item.delivery_id, kind=item.kind,
-                        payload=item.payload, created_at=item.created_at, attempt=attempt)
+        base = Delivery(
+            outbox_id=item.id,
+            delivery_id=item.delivery_id,
+            kind=item.kind,
+            payload=item.payload,
+            created_at=item.created_at,
+            attempt=attempt,
+        )
         count = len(item.files)
         try:
             if count == 0:
@@ -331,29 +342,45 @@ class Outbox:
                 if not part.exists():
                     raise DeliveryRejected(f"part file {part} is missing")
                 name, file_part, file_parts = part_info(part)
-                await self._client.deliver(Delivery(
-                    outbox_id=item.id, delivery_id=item.delivery_id, kind=item.kind,
-                    payload=item.payload, created_at=item.created_at, attempt=attempt,
-                    part_index=index + 1, part_count=count, file=part, file_name=name,
-                    file_part=file_part, file_parts=file_parts))
+                await self._client.deliver(
+                    Delivery(
+                        outbox_id=item.id,
+                        delivery_id=item.delivery_id,
+                        kind=item.kind,
+                        payload=item.payload,
+                        created_at=item.created_at,
+                        attempt=attempt,
+                        part_index=index + 1,
+                        part_count=count,
+                        file=part,
+                        file_name=name,
+                        file_part=file_part,
+                        file_parts=file_parts,
+                    )
+                )
                 # Progress first, then the file: a crash in between re-sends nothing.
                 await self._store.outbox_part_acked(item.id, index + 1, self._now())
                 part.unlink(missing_ok=True)
         except DeliveryRejected as error:
-            await self._store.outbox_failed(item.id, attempts=attempt, error=str(error),
-                                            now=self._now())
+            await self._store.outbox_failed(
+                item.id, attempts=attempt, error=str(error), now=self._now()
+            )
             log.error("outbox_rejected", error=str(error), status=error.status)
             return
         except DeliveryRetryable as error:
             delay = backoff_delay(attempt, self._settings.backoff, self._rng)
             if error.retry_after is not None:
-                delay = max(delay, min(error.retry_after,
-                                       self._settings.retry_after_max_seconds))
+                delay = max(delay, min(error.retry_after, self._settings.retry_after_max_seconds))
             now = self._now()
-            await self._store.outbox_retry(item.id, attempts=attempt, next_attempt_at=now + delay,
-                                           error=str(error), now=now)
-            log.warning("outbox_retry", error=str(error), retry_in_seconds=round(delay, 3),
-                        retry_after=error.retry_after)
+            await self._store.outbox_retry(
+                item.id, attempts=attempt, next_attempt_at=now + delay, error=str(error), now=now
+            )
+            log.warning(
+                "outbox_retry",
+                error=str(error),
+                retry_in_seconds=round(delay, 3),
+                retry_after=error.retry_after,
+            )
             return
         await self._store.outbox_done(item.id, self._now())
         log.info("outbox_delivered", parts=count)
@@ -371,12 +398,17 @@ class Outbox:
         for item in old:
             await loop.run_in_executor(None, _unlink_all, item.files)
             if item.state != "done":
-                self._log.warning("outbox_expired", outbox_id=item.id, kind=item.kind,
-                                  state=item.state, attempts=item.attempts,
-                                  parts_acked=item.parts_acked, parts=len(item.files),
-                                  last_error=item.last_error,
-                                  age_days=round((self._now() - item.created_at)
-                                                 / SECONDS_PER_DAY, 2))
+                self._log.warning(
+                    "outbox_expired",
+                    outbox_id=item.id,
+                    kind=item.kind,
+                    state=item.state,
+                    attempts=item.attempts,
+                    parts_acked=item.parts_acked,
+                    parts=len(item.files),
+                    last_error=item.last_error,
+                    age_days=round((self._now() - item.created_at) / SECONDS_PER_DAY, 2),
+                )
         ids = [item.id for item in old]
         await self._store.outbox_delete(ids)
         return ids
@@ -429,4 +461,3 @@ class Outbox:
 def _unlink_all(paths: Sequence[Path]) -> None:
     for path in paths:
         path.unlink(missing_ok=True)
-

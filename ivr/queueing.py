@@ -206,19 +206,30 @@ class AcdRuntime:
             if session is not None:
                 self._spawn(self._announce(session, command.audio))
         elif isinstance(command, AgentStateChanged):
-            log.info("agent state", agent=command.agent_id, old=command.old.value,
-                     new=command.new.value, cause=command.event.value, call_id=command.call_id)
-            self.engine.events.publish(AgentStateEvent(
-                agent=command.agent_id, state=command.new.value, previous=command.old.value,
-                call_id=command.call_id, reason=command.event.value))
+            log.info(
+                "agent state",
+                agent=command.agent_id,
+                old=command.old.value,
+                new=command.new.value,
+                cause=command.event.value,
+                call_id=command.call_id,
+            )
+            self.engine.events.publish(
+                AgentStateEvent(
+                    agent=command.agent_id,
+                    state=command.new.value,
+                    previous=command.old.value,
+                    call_id=command.call_id,
+                    reason=command.event.value,
+                )
+            )
 
     # ---- API (feature codes, admin API) -----------------------------------------------------
 
     def registration_changed(self, agent_id: str, contacts: int) -> None:
         now = self._now()
         self.acd.registration_changed(agent_id, contacts, now)
-        if (contacts and self.settings.log_in_on_register
-                and not self.acd.agent(agent_id).logged_in):
+        if contacts and self.settings.log_in_on_register and not self.acd.agent(agent_id).logged_in:
             self.acd.log_in(agent_id, now)
         self._kick()
 
@@ -239,10 +250,14 @@ class AcdRuntime:
         rows = self.acd.agents_snapshot(self._now())
         for row in rows:
             row["bindings"] = [
-                {"contact": b.contact, "transport": b.flow.transport,
-                 "source": f"{b.flow.remote[0]}:{b.flow.remote[1]}",
-                 "expires_in": b.expires_in(self._now())}
-                for b in self.phones.bindings(row["agent_id"])]
+                {
+                    "contact": b.contact,
+                    "transport": b.flow.transport,
+                    "source": f"{b.flow.remote[0]}:{b.flow.remote[1]}",
+                    "expires_in": b.expires_in(self._now()),
+                }
+                for b in self.phones.bindings(row["agent_id"])
+            ]
         return rows
 
     def snapshot_queues(self) -> list[dict[str, Any]]:
@@ -331,12 +346,18 @@ class AcdRuntime:
             **dict(call.profile.extra),
         }
         position = self.acd.enqueue(
-            call.call_id, queue, now=now,
+            call.call_id,
+            queue,
+            now=now,
             priority=int(priority) if priority is not None else None,
             menu_path=tuple(p for p in task.menu_path.split(" > ") if p),
-            language=task.language, profile=profile, variables=dict(task.variables),
-            caller_number=call.caller_number, caller_name=caller_name,
-            transfers=len(session.transfers))
+            language=task.language,
+            profile=profile,
+            variables=dict(task.variables),
+            caller_number=call.caller_number,
+            caller_name=caller_name,
+            transfers=len(session.transfers),
+        )
         call.log.info("queued", queue=queue, position=position)
         self._publish_queue(queue)
         self._kick()
@@ -363,10 +384,17 @@ class AcdRuntime:
     async def _overflow(self, session: _Session, command: Overflow) -> TaskResult | None:
         call = session.call
         self._close_wait(session)
-        call.log.info("queue overflow", queue=command.queue, target=command.target,
-                      reason=command.reason)
-        session.transfers.append({"kind": "overflow", "from": command.queue,
-                                  "to": command.target, "reason": command.reason})
+        call.log.info(
+            "queue overflow", queue=command.queue, target=command.target, reason=command.reason
+        )
+        session.transfers.append(
+            {
+                "kind": "overflow",
+                "from": command.queue,
+                "to": command.target,
+                "reason": command.reason,
+            }
+        )
         if command.kind == "queue":
             self._enqueue(session, command.name)
             return None
@@ -389,7 +417,8 @@ class AcdRuntime:
             if not path.is_absolute():
                 path = Path(engine.settings.media.prompts_dir) / path
             return await asyncio.get_running_loop().run_in_executor(
-                None, engine.prompts.from_file, path)
+                None, engine.prompts.from_file, path
+            )
         if audio.tts is not None:
             return await engine.tts(audio.tts, voice=audio.voice, language=language)
         assert audio.tone is not None
@@ -432,8 +461,12 @@ class AcdRuntime:
         hold = session.hold_prompt
 
         def resume() -> None:
-            if (session.in_acd == "waiting" and call.rtp is not None and call.bridge is None
-                    and hold is not None):
+            if (
+                session.in_acd == "waiting"
+                and call.rtp is not None
+                and call.bridge is None
+                and hold is not None
+            ):
                 call.rtp.play(hold, loop=True)
 
         call.rtp.play(prompt, on_done=resume)
@@ -441,8 +474,7 @@ class AcdRuntime:
     # ---- offers -----------------------------------------------------------------------------
 
     def _offer_headers(self, command: OfferCall) -> list[tuple[str, str]]:
-        headers = [("X-Switchhook-Queue", command.queue),
-                   ("X-Switchhook-Call-ID", command.call_id)]
+        headers = [("X-Switchhook-Queue", command.queue), ("X-Switchhook-Call-ID", command.call_id)]
         if command.menu_path:
             headers.append(("X-Switchhook-Menu-Path", " > ".join(command.menu_path)))
         if command.language:
@@ -503,12 +535,27 @@ class AcdRuntime:
         for binding in bindings:
             sip_call_id = f"{secrets.token_hex(12)}"
             offer.sip_call_ids.append(sip_call_id)
-            attempts.append(asyncio.ensure_future(engine.originate(
-                request_uri=binding.contact, to_uri=f"<{binding.aor}>", from_uri=from_uri,
-                destination=binding.flow.remote, flow=binding.flow, headers=headers,
-                timeout=timeout, call_id=sip_call_id)))
-        session.call.log.info("offer", agent=command.agent_id, offer_id=command.offer_id,
-                              contacts=len(bindings), attempt=command.attempt)
+            attempts.append(
+                asyncio.ensure_future(
+                    engine.originate(
+                        request_uri=binding.contact,
+                        to_uri=f"<{binding.aor}>",
+                        from_uri=from_uri,
+                        destination=binding.flow.remote,
+                        flow=binding.flow,
+                        headers=headers,
+                        timeout=timeout,
+                        call_id=sip_call_id,
+                    )
+                )
+            )
+        session.call.log.info(
+            "offer",
+            agent=command.agent_id,
+            offer_id=command.offer_id,
+            contacts=len(bindings),
+            attempt=command.attempt,
+        )
         winner: OutboundLeg | None = None
         statuses: list[int] = []
         pending: set[asyncio.Future[OutboundLeg]] = set(attempts)
@@ -538,8 +585,9 @@ class AcdRuntime:
         if winner is None:
             if not offer.cancelled:
                 declined = any(s in (486, 600, 603) for s in statuses)
-                session.call.log.info("offer failed", agent=command.agent_id,
-                                      statuses=statuses, declined=declined)
+                session.call.log.info(
+                    "offer failed", agent=command.agent_id, statuses=statuses, declined=declined
+                )
                 self.acd.offer_failed(command.call_id, command.agent_id, now, missed=True)
                 self._kick()
             return
@@ -565,28 +613,43 @@ class AcdRuntime:
         if offer is None:
             return
         offer.cancelled = True
-        log.info("offer cancelled", call_id=command.call_id, agent=command.agent_id,
-                 reason=command.reason)
+        log.info(
+            "offer cancelled",
+            call_id=command.call_id,
+            agent=command.agent_id,
+            reason=command.reason,
+        )
         self._cancel_sip_calls(offer)
 
     async def _send_sms(self, command: OfferCall) -> None:
         gateway = self.settings.sms_gateway
         assert gateway is not None and command.sms_number is not None
-        text = gateway.text.format(queue=command.queue_display_name,
-                                   caller=command.caller_name or command.caller_number or "")
-        body = json.dumps({"to": command.sms_number, "text": text, "call_id": command.call_id,
-                           "queue": command.queue, "agent_id": command.agent_id}).encode()
+        text = gateway.text.format(
+            queue=command.queue_display_name,
+            caller=command.caller_name or command.caller_number or "",
+        )
+        body = json.dumps(
+            {
+                "to": command.sms_number,
+                "text": text,
+                "call_id": command.call_id,
+                "queue": command.queue,
+                "agent_id": command.agent_id,
+            }
+        ).encode()
 
         def post() -> int:
-            request = urllib.request.Request(gateway.url, data=body, method="POST",
-                                             headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                gateway.url, data=body, method="POST", headers={"Content-Type": "application/json"}
+            )
             with urllib.request.urlopen(request, timeout=gateway.timeout_seconds) as response:
                 return int(response.status)
 
         try:
             status = await asyncio.get_running_loop().run_in_executor(None, post)
-            log.info("offer sms sent", agent=command.agent_id, status=status,
-                     call_id=command.call_id)
+            log.info(
+                "offer sms sent", agent=command.agent_id, status=status, call_id=command.call_id
+            )
         except (urllib.error.URLError, OSError, ValueError) as exc:
             log.warning("offer sms failed", agent=command.agent_id, error=str(exc))
 
@@ -594,12 +657,15 @@ class AcdRuntime:
 
     async def _whisper_prompt(self, session: _Session, queue: QueueConfig) -> Prompt | None:
         call = session.call
-        items = build_whisper(queue, self.settings.whisper,
-                              call_type="Transferred call" if session.transfers else None,
-                              caller_number=call.caller_number,
-                              caller_name=call.request.from_.display_name,
-                              language=session.task.language,
-                              menu_path=tuple(p for p in call.menu_path.split(" > ") if p))
+        items = build_whisper(
+            queue,
+            self.settings.whisper,
+            call_type="Transferred call" if session.transfers else None,
+            caller_number=call.caller_number,
+            caller_name=call.request.from_.display_name,
+            language=session.task.language,
+            menu_path=tuple(p for p in call.menu_path.split(" > ") if p),
+        )
         parts: list[Prompt] = []
         loop = asyncio.get_running_loop()
         for item in items:
@@ -611,8 +677,7 @@ class AcdRuntime:
                     path = Path(item.file)
                     if not path.is_absolute():
                         path = Path(self.engine.settings.media.prompts_dir) / path
-                    prompt = await loop.run_in_executor(None, self.engine.prompts.from_file,
-                                                        path)
+                    prompt = await loop.run_in_executor(None, self.engine.prompts.from_file, path)
             except MediaError as exc:
                 call.log.error("whisper item unusable", error=str(exc))
                 continue
@@ -621,8 +686,9 @@ class AcdRuntime:
             parts.append(prompt)
         return concat(*parts) if parts else None
 
-    async def _connected(self, session: _Session, leg: OutboundLeg,
-                         offer: _Offer) -> TaskResult | None:
+    async def _connected(
+        self, session: _Session, leg: OutboundLeg, offer: _Offer
+    ) -> TaskResult | None:
         call, command = session.call, offer.command
         now = self._now()
         session.agent_id = command.agent_id
@@ -631,16 +697,21 @@ class AcdRuntime:
         session.answered_at = now
         session.ring_total += now - command.offered_at
         call.agent = command.agent_id
-        call.log.info("agent answered", agent=command.agent_id, agent_call_id=leg.call_id,
-                      ring_seconds=round(now - command.offered_at, 3))
+        call.log.info(
+            "agent answered",
+            agent=command.agent_id,
+            agent_call_id=leg.call_id,
+            ring_seconds=round(now - command.offered_at, 3),
+        )
         leg.on_reinvite = lambda _leg: self._agent_reinvite(session)
         leg.on_dialog = lambda event: self._agent_dialog(session, event)
         queue = self.settings.queue(session.queue)
         assert queue is not None
         whisper = await self._whisper_prompt(session, queue)
         if whisper is not None:
-            call.log.info("whisper", agent=command.agent_id,
-                          seconds=round(whisper.duration_ms / 1000, 3))
+            call.log.info(
+                "whisper", agent=command.agent_id, seconds=round(whisper.duration_ms / 1000, 3)
+            )
             await leg.play(whisper)
         if leg.state.value == "ended":
             # The agent left during the whisper: the caller keeps its place in the queue.
@@ -656,16 +727,21 @@ class AcdRuntime:
         self._kick()
         bridge = self.engine.bridge(call, leg)
         session.bridge = bridge
-        call.log.info("queue call bridged", queue=session.queue, agent=command.agent_id,
-                      wait_seconds=round(now - session.enqueued_at, 3),
-                      whisper_seconds=round(session.whisper_total, 3))
+        call.log.info(
+            "queue call bridged",
+            queue=session.queue,
+            agent=command.agent_id,
+            wait_seconds=round(now - session.enqueued_at, 3),
+            whisper_seconds=round(session.whisper_total, 3),
+        )
         self._publish_queue(session.queue)
         transfer = asyncio.ensure_future(self._transfer_requested(session))
         caller_gone = asyncio.ensure_future(call.ended.wait())
         agent_gone = asyncio.ensure_future(leg.ended.wait())
         try:
-            done, _ = await asyncio.wait({transfer, caller_gone, agent_gone},
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {transfer, caller_gone, agent_gone}, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for future in (transfer, caller_gone, agent_gone):
                 future.cancel()
@@ -753,16 +829,21 @@ class AcdRuntime:
             user = "queue:" + user.removeprefix("queue-")
         try:
             target = check_transfer_target(
-                user, queues=names, queue_visible=self._queue_visible,
-                number_allowed=self._number_allowed)
+                user,
+                queues=names,
+                queue_visible=self._queue_visible,
+                number_allowed=self._number_allowed,
+            )
         except TransferRefused as exc:
-            session.call.log.info("transfer refused", target=user, reason=str(exc),
-                                  status=exc.status)
+            session.call.log.info(
+                "transfer refused", target=user, reason=str(exc), status=exc.status
+            )
             engine.ua.respond(event.transaction_id, exc.status, now)
             return True
         engine.ua.respond(event.transaction_id, 202, now)
-        session.call.log.info("transfer requested", agent=session.agent_id, kind=target.kind,
-                              target=target.value)
+        session.call.log.info(
+            "transfer requested", agent=session.agent_id, kind=target.kind, target=target.value
+        )
         session.events.put_nowait(("transfer", target))
         return True
 
@@ -774,14 +855,19 @@ class AcdRuntime:
         from .hours import QueueState, deflection_enabled, transferable_queues
 
         rows = {row["queue"]: row for row in self.acd.queue_snapshot(self._now())}
-        states = [QueueState(name=name,
-                             deflection_enabled=deflection_enabled(engine.settings.after_hours,
-                                                                   name),
-                             agents_logged_in=rows.get(name, {}).get("agents_logged_in", 0))]
+        states = [
+            QueueState(
+                name=name,
+                deflection_enabled=deflection_enabled(engine.settings.after_hours, name),
+                agents_logged_in=rows.get(name, {}).get("agents_logged_in", 0),
+            )
+        ]
         options = transferable_queues(
-            states, now=engine.now(), config=hours,
-            allow_transfers_outside_hours=engine.settings.after_hours
-            .allow_transfers_outside_hours)
+            states,
+            now=engine.now(),
+            config=hours,
+            allow_transfers_outside_hours=engine.settings.after_hours.allow_transfers_outside_hours,
+        )
         return bool(options)
 
     def transfer_targets(self) -> list[dict[str, Any]]:
@@ -792,21 +878,29 @@ class AcdRuntime:
         names = [q.name for q in engine.settings.acd.queues]
         hours = engine.settings.hours
         if hours is None:
-            return [{"queue": name, "reason": "no business hours configured: always open"}
-                    for name in names]
+            return [
+                {"queue": name, "reason": "no business hours configured: always open"}
+                for name in names
+            ]
         from .hours import QueueState, deflection_enabled, transferable_queues
 
-        states = [QueueState(name=name,
-                             deflection_enabled=deflection_enabled(engine.settings.after_hours,
-                                                                   name),
-                             agents_logged_in=rows.get(name, {}).get("agents_logged_in", 0))
-                  for name in names]
+        states = [
+            QueueState(
+                name=name,
+                deflection_enabled=deflection_enabled(engine.settings.after_hours, name),
+                agents_logged_in=rows.get(name, {}).get("agents_logged_in", 0),
+            )
+            for name in names
+        ]
         options = transferable_queues(
-            states, now=engine.now(), config=hours,
-            allow_transfers_outside_hours=engine.settings.after_hours
-            .allow_transfers_outside_hours)
-        return [{"queue": o.queue, "reason": str(getattr(o.reason, "value", o.reason))}
-                for o in options]
+            states,
+            now=engine.now(),
+            config=hours,
+            allow_transfers_outside_hours=engine.settings.after_hours.allow_transfers_outside_hours,
+        )
+        return [
+            {"queue": o.queue, "reason": str(getattr(o.reason, "value", o.reason))} for o in options
+        ]
 
     def _number_allowed(self, number: str) -> bool:
         # Outside numbers need an outbound trunk to leave through.
@@ -817,8 +911,12 @@ class AcdRuntime:
         assert leg is not None
         now = self._now()
         self._unbridge(session)
-        entry = {"kind": "agent_transfer", "agent": session.agent_id,
-                 "to": f"{target.kind}:{target.value}", "from": session.queue}
+        entry = {
+            "kind": "agent_transfer",
+            "agent": session.agent_id,
+            "to": f"{target.kind}:{target.value}",
+            "from": session.queue,
+        }
         session.transfers.append(entry)
         self._notify_sipfrag(leg, b"SIP/2.0 200 OK\r\n")
         self._spawn(self._bye_transferor(session, leg))
@@ -849,11 +947,19 @@ class AcdRuntime:
         if engine.endpoint is None or leg.state.value == "ended":
             return
         try:
-            engine.endpoint.run_command(lambda now: engine.ua.send_in_dialog(
-                leg.leg_id, "NOTIFY", now,
-                headers=[("Event", "refer"),
-                         ("Subscription-State", "terminated;reason=noresource")],
-                body=frag, content_type="message/sipfrag;version=2.0"))
+            engine.endpoint.run_command(
+                lambda now: engine.ua.send_in_dialog(
+                    leg.leg_id,
+                    "NOTIFY",
+                    now,
+                    headers=[
+                        ("Event", "refer"),
+                        ("Subscription-State", "terminated;reason=noresource"),
+                    ],
+                    body=frag,
+                    content_type="message/sipfrag;version=2.0",
+                )
+            )
         except SipError as exc:
             leg.log.warning("NOTIFY not sent", error=str(exc))
 
@@ -882,8 +988,11 @@ class AcdRuntime:
                 self.acd.abandon(call.call_id, now)
             except UnknownCall:
                 pass
-            call.log.info("queue call abandoned", queue=session.queue,
-                          wait_seconds=round(now - session.enqueued_at, 3))
+            call.log.info(
+                "queue call abandoned",
+                queue=session.queue,
+                wait_seconds=round(now - session.enqueued_at, 3),
+            )
             self._kick()
         elif session.in_acd == "connected":
             if session.bridged_at is None:
@@ -927,33 +1036,47 @@ class AcdRuntime:
             session.talk_total += now - session.bridged_at
             session.bridged_at = None
         talk = max(0.0, session.talk_total - session.hold_total)
-        earlier = [t for t in call.metrics.get("transfers", ())
-                   if t.get("kind") not in ("overflow", "agent_transfer")]
-        call.metrics.update({
-            "wait_seconds": round(session.wait_total, 3),
-            "ring_seconds": round(session.ring_total, 3),
-            "talk_seconds": round(talk, 3),
-            "hold_seconds": round(session.hold_total, 3),
-            "transfers": (*earlier, *session.transfers),
-        })
+        earlier = [
+            t
+            for t in call.metrics.get("transfers", ())
+            if t.get("kind") not in ("overflow", "agent_transfer")
+        ]
+        call.metrics.update(
+            {
+                "wait_seconds": round(session.wait_total, 3),
+                "ring_seconds": round(session.ring_total, 3),
+                "talk_seconds": round(talk, 3),
+                "hold_seconds": round(session.hold_total, 3),
+                "transfers": (*earlier, *session.transfers),
+            }
+        )
         if not report:
             return
-        call.log.info("queue call metrics", queue=session.queue, agent=call.agent,
-                      wait_seconds=round(session.wait_total, 3),
-                      ring_seconds=round(session.ring_total, 3),
-                      whisper_seconds=round(session.whisper_total, 3),
-                      talk_seconds=round(talk, 3), hold_seconds=round(session.hold_total, 3),
-                      transfers=len(session.transfers))
+        call.log.info(
+            "queue call metrics",
+            queue=session.queue,
+            agent=call.agent,
+            wait_seconds=round(session.wait_total, 3),
+            ring_seconds=round(session.ring_total, 3),
+            whisper_seconds=round(session.whisper_total, 3),
+            talk_seconds=round(talk, 3),
+            hold_seconds=round(session.hold_total, 3),
+            transfers=len(session.transfers),
+        )
 
     def _publish_queue(self, queue: str) -> None:
-        row = next((r for r in self.acd.queue_snapshot(self._now()) if r["queue"] == queue),
-                   None)
+        row = next((r for r in self.acd.queue_snapshot(self._now()) if r["queue"] == queue), None)
         if row is not None:
-            self.engine.events.publish(QueueUpdated(
-                queue=queue, waiting=row["callers_waiting"],
-                longest_wait_seconds=row["longest_wait_seconds"],
-                agents_available=row["agents_available"], answered=row["answered"],
-                abandoned=row["abandoned"]))
+            self.engine.events.publish(
+                QueueUpdated(
+                    queue=queue,
+                    waiting=row["callers_waiting"],
+                    longest_wait_seconds=row["longest_wait_seconds"],
+                    agents_available=row["agents_available"],
+                    answered=row["answered"],
+                    abandoned=row["abandoned"],
+                )
+            )
 
     # ---- ring tones over HTTP ---------------------------------------------------------------
 
@@ -978,15 +1101,20 @@ class AcdRuntime:
                 if len(parts) >= 2 and parts[0] in ("GET", "HEAD"):
                     name = parts[1].split("?", 1)[0].lstrip("/")
                     path = (directory / name).resolve()
-                    if (path.parent == directory and path.suffix.lower() in (".mp3", ".wav")
-                            and path.is_file()):
+                    if (
+                        path.parent == directory
+                        and path.suffix.lower() in (".mp3", ".wav")
+                        and path.is_file()
+                    ):
                         status, body = 200, path.read_bytes()
                         ctype = "audio/mpeg" if path.suffix.lower() == ".mp3" else "audio/wav"
                     if parts[0] == "HEAD":
                         body = b"" if status != 200 else body
-                head = (f"HTTP/1.1 {status} {'OK' if status == 200 else 'Not Found'}\r\n"
-                        f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                        "Connection: close\r\n\r\n").encode()
+                head = (
+                    f"HTTP/1.1 {status} {'OK' if status == 200 else 'Not Found'}\r\n"
+                    f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                    "Connection: close\r\n\r\n"
+                ).encode()
                 writer.write(head + (body if parts and parts[0] != "HEAD" else b""))
                 await writer.drain()
             except (TimeoutError, ConnectionError, OSError):
@@ -996,8 +1124,9 @@ class AcdRuntime:
 
         self._tone_server = await asyncio.start_server(handle, host, int(port_text))
         bound = self._tone_server.sockets[0].getsockname()
-        self.tone_base_url = (config.base_url.rstrip("/") if config.base_url
-                              else f"http://{bound[0]}:{bound[1]}")
+        self.tone_base_url = (
+            config.base_url.rstrip("/") if config.base_url else f"http://{bound[0]}:{bound[1]}"
+        )
         log.info("ring tones served", url=self.tone_base_url, dir=str(directory))
 
 
@@ -1014,9 +1143,11 @@ def _position_text(position: int | None, wait: float | None) -> str:
         parts.append(f"You are number {position} in the queue.")
     if wait is not None:
         minutes = round(wait / 60)
-        parts.append("Your estimated wait is less than a minute." if minutes < 1 else
-                     f"Your estimated wait is about {minutes} minute"
-                     f"{'s' if minutes != 1 else ''}.")
+        parts.append(
+            "Your estimated wait is less than a minute."
+            if minutes < 1
+            else f"Your estimated wait is about {minutes} minute{'s' if minutes != 1 else ''}."
+        )
     return " ".join(parts)
 
 

@@ -52,8 +52,9 @@ class Permission(enum.Enum):
     CALLS_END = "calls.end"
 
 
-PermissionName = Literal["calls.view", "monitor.listen", "monitor.coach", "monitor.barge",
-                         "calls.end"]
+PermissionName = Literal[
+    "calls.view", "monitor.listen", "monitor.coach", "monitor.barge", "calls.end"
+]
 Scope = Literal["all", "teams"]
 
 # The monitor mode a permission grants (mode names are media.mixer.TapMode values).
@@ -72,8 +73,14 @@ class Role:
 
 
 _ALL = frozenset(Permission)
-_MONITOR = frozenset({Permission.CALLS_VIEW, Permission.MONITOR_LISTEN,
-                      Permission.MONITOR_COACH, Permission.MONITOR_BARGE})
+_MONITOR = frozenset(
+    {
+        Permission.CALLS_VIEW,
+        Permission.MONITOR_LISTEN,
+        Permission.MONITOR_COACH,
+        Permission.MONITOR_BARGE,
+    }
+)
 
 # calls.end goes by default to admins, and to managers for their own teams only.
 BUILTIN_ROLES: Mapping[str, Role] = {
@@ -163,18 +170,27 @@ def hash_token(token: str) -> str:
 
 def hash_pin(pin: str, *, salt: bytes | None = None) -> str:
     salt = salt if salt is not None else secrets.token_bytes(16)
-    digest = hashlib.scrypt(pin.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
-                            dklen=32)
-    return (f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}$"
-            f"{base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}")
+    digest = hashlib.scrypt(
+        pin.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32
+    )
+    return (
+        f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}$"
+        f"{base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+    )
 
 
 def verify_pin(pin: str, hashed: str) -> bool:
     try:
         _, n, r, p, salt, digest = hashed.split("$")
         expected = base64.b64decode(digest)
-        got = hashlib.scrypt(pin.encode("utf-8"), salt=base64.b64decode(salt), n=int(n),
-                             r=int(r), p=int(p), dklen=len(expected))
+        got = hashlib.scrypt(
+            pin.encode("utf-8"),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, expected)
@@ -182,9 +198,11 @@ def verify_pin(pin: str, hashed: str) -> bool:
 
 def sip_ha1(username: str, password: str, realm: str) -> dict[str, str]:
     """The ``sip:`` block of a user: HA1 for MD5 and SHA-256 (RFC 8760)."""
-    return {"username": username,
-            "ha1_md5": digest_ha1(username, realm, password, "MD5"),
-            "ha1_sha256": digest_ha1(username, realm, password, "SHA-256")}
+    return {
+        "username": username,
+        "ha1_md5": digest_ha1(username, realm, password, "MD5"),
+        "ha1_sha256": digest_ha1(username, realm, password, "SHA-256"),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,8 +216,9 @@ class Directory:
     def __init__(self, users: Sequence[UserConfig], roles: Mapping[str, RoleConfig]) -> None:
         self.roles: dict[str, Role] = dict(BUILTIN_ROLES)
         for name, custom in roles.items():
-            self.roles[name] = Role(name, frozenset(Permission(p) for p in custom.permissions),
-                                    custom.scope)
+            self.roles[name] = Role(
+                name, frozenset(Permission(p) for p in custom.permissions), custom.scope
+            )
         self.users: dict[str, User] = {}
         self._by_token: dict[str, User] = {}
         self._by_sip: dict[str, User] = {}
@@ -235,8 +254,9 @@ class Directory:
         return sip.ha1_sha256 if algorithm.upper().startswith("SHA-256") else sip.ha1_md5
 
 
-def check_access(users: Sequence[UserConfig], roles: Mapping[str, RoleConfig]) -> list[
-        tuple[tuple[Any, ...], str]]:
+def check_access(
+    users: Sequence[UserConfig], roles: Mapping[str, RoleConfig]
+) -> list[tuple[tuple[Any, ...], str]]:
     """Cross checks of ``users:`` against ``roles:``: (document path, message) pairs."""
     found: list[tuple[tuple[Any, ...], str]] = []
     for name in roles:
@@ -249,32 +269,56 @@ def check_access(users: Sequence[UserConfig], roles: Mapping[str, RoleConfig]) -
     token_seen: dict[str, int] = {}
     for index, user in enumerate(users):
         if user.role not in known:
-            found.append((("users", index, "role"),
-                          f"unknown role {user.role!r} (known: {', '.join(sorted(known))})"))
+            found.append(
+                (
+                    ("users", index, "role"),
+                    f"unknown role {user.role!r} (known: {', '.join(sorted(known))})",
+                )
+            )
         if user.name in seen:
-            found.append((("users", index, "name"),
-                          f"duplicate user {user.name!r} (first: users[{seen[user.name]}])"))
+            found.append(
+                (
+                    ("users", index, "name"),
+                    f"duplicate user {user.name!r} (first: users[{seen[user.name]}])",
+                )
+            )
         seen.setdefault(user.name, index)
         if user.sip is not None:
             if user.sip.username in sip_seen:
-                found.append((("users", index, "sip", "username"),
-                              f"SIP username {user.sip.username!r} is already users"
-                              f"[{sip_seen[user.sip.username]}]'s"))
+                found.append(
+                    (
+                        ("users", index, "sip", "username"),
+                        f"SIP username {user.sip.username!r} is already users"
+                        f"[{sip_seen[user.sip.username]}]'s",
+                    )
+                )
             sip_seen.setdefault(user.sip.username, index)
             if user.sip.ha1_md5 is None and user.sip.ha1_sha256 is None:
-                found.append((("users", index, "sip"),
-                              "give ha1_md5 and/or ha1_sha256 (switchhook hash-secret --sip)"))
+                found.append(
+                    (
+                        ("users", index, "sip"),
+                        "give ha1_md5 and/or ha1_sha256 (switchhook hash-secret --sip)",
+                    )
+                )
         if user.extension is not None:
             if user.extension in ext_seen:
-                found.append((("users", index, "extension"),
-                              f"extension {user.extension} is already users"
-                              f"[{ext_seen[user.extension]}]'s"))
+                found.append(
+                    (
+                        ("users", index, "extension"),
+                        f"extension {user.extension} is already users"
+                        f"[{ext_seen[user.extension]}]'s",
+                    )
+                )
             ext_seen.setdefault(user.extension, index)
             if user.pin is None:
                 found.append((("users", index, "pin"), "an extension needs a pin"))
         for t_index, token in enumerate(user.tokens):
             if token in token_seen:
-                found.append((("users", index, "tokens", t_index),
-                              f"token already belongs to users[{token_seen[token]}]"))
+                found.append(
+                    (
+                        ("users", index, "tokens", t_index),
+                        f"token already belongs to users[{token_seen[token]}]",
+                    )
+                )
             token_seen.setdefault(token, index)
     return found

@@ -47,8 +47,7 @@ class FlowRuntime:
             await self._execute(self.session.start())
             while self.session.outcome is None:
                 getter = asyncio.ensure_future(self.events.get())
-                done, _ = await asyncio.wait({getter, ended},
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({getter, ended}, return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
                     getter.cancel()
                     await self._execute(self.session.handle(fa.CallerHungUp()))
@@ -69,9 +68,15 @@ class FlowRuntime:
                 self._task.cancel()
         outcome = self.session.outcome
         if outcome is not None:
-            call.log.info("flow ended", outcome=outcome.kind, status=outcome.status,
-                          reason=outcome.reason, flow=outcome.flow_id, node=outcome.node_id,
-                          menu_path=outcome.menu_path)
+            call.log.info(
+                "flow ended",
+                outcome=outcome.kind,
+                status=outcome.status,
+                reason=outcome.reason,
+                flow=outcome.flow_id,
+                node=outcome.node_id,
+                menu_path=outcome.menu_path,
+            )
 
     async def _forward_digits(self) -> None:
         while True:
@@ -103,8 +108,7 @@ class FlowRuntime:
             elif isinstance(action, fa.StartTimer):
                 loop = asyncio.get_running_loop()
                 timer_id = action.timer_id
-                self.timers[timer_id] = loop.call_later(
-                    action.seconds, self._timer_fired, timer_id)
+                self.timers[timer_id] = loop.call_later(action.seconds, self._timer_fired, timer_id)
             elif isinstance(action, fa.CancelTimer):
                 handle = self.timers.pop(action.timer_id, None)
                 if handle is not None:
@@ -115,8 +119,9 @@ class FlowRuntime:
                 else:
                     call.hangup(action.reason)
             elif isinstance(action, fa.NodeEntered):
-                call.log.info("flow node", flow=action.flow_id, node=action.node_id,
-                              type=action.node_type)
+                call.log.info(
+                    "flow node", flow=action.flow_id, node=action.node_id, type=action.node_type
+                )
             elif isinstance(action, fa.VariableSet):
                 call.log.info("flow variable", name=action.name, value=action.value)
             elif isinstance(action, fa.LanguageSet):
@@ -125,8 +130,9 @@ class FlowRuntime:
                 call.menu_path = action.path
                 call.log.info("menu choice", label=action.label, menu_path=action.path)
             elif isinstance(action, fa.FlowWarning):
-                call.log.warning("flow warning", flow=action.flow_id, node=action.node_id,
-                                 message=action.message)
+                call.log.warning(
+                    "flow warning", flow=action.flow_id, node=action.node_id, message=action.message
+                )
 
     def _start_task(self, action: fa.StartTask) -> None:
         """Run the engine-side task; its result (or failure) comes back as TaskFinished."""
@@ -149,8 +155,9 @@ class FlowRuntime:
                     call.log.exception("flow task failed", kind=action.kind)
                     outcome = TaskResult("failed")
             call.log.info("flow task finished", kind=action.kind, result=outcome.result)
-            self.events.put_nowait(fa.TaskFinished(task_id=action.task_id,
-                                                   result=outcome.result, data=outcome.data))
+            self.events.put_nowait(
+                fa.TaskFinished(task_id=action.task_id, result=outcome.result, data=outcome.data)
+            )
 
         self._task = asyncio.ensure_future(run())
 
@@ -189,8 +196,11 @@ async def render(call: Call, items: tuple[fa.PromptItem, ...]) -> Prompt:
     loop = asyncio.get_running_loop()
     for item in items:
         if isinstance(item, fa.TtsPrompt):
-            parts.append(await engine.tts(item.text, voice=item.voice, rate=item.rate,
-                                          language=item.language))
+            parts.append(
+                await engine.tts(
+                    item.text, voice=item.voice, rate=item.rate, language=item.language
+                )
+            )
         elif isinstance(item, fa.FilePrompt):
             parts.append(await loop.run_in_executor(None, engine.prompts.from_file, item.path))
         elif isinstance(item, fa.TonePrompt):
@@ -207,5 +217,11 @@ def context_for(call: Call, profile: object, language: str | None = None) -> Cal
     headers: dict[str, list[str]] = {}
     for name, value in call.request.headers:
         headers.setdefault(name, []).append(value)
-    return CallContext(caller=call.caller_number, called=call.called, trunk=call.trunk,
-                       headers=headers, profile=profile, language=language)
+    return CallContext(
+        caller=call.caller_number,
+        called=call.called,
+        trunk=call.trunk,
+        headers=headers,
+        profile=profile,
+        language=language,
+    )

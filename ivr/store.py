@@ -114,8 +114,9 @@ def _convert(error: sqlite3.Error, path: Path, operation: str) -> StoreError:
     reason, summary = _REASONS.get(primary, ("other", "database error"))
     if reason == "other" and "disk is full" in str(error):
         reason, summary = _REASONS["SQLITE_FULL"]
-    return StoreError(f"store {operation} failed: {summary} ({path}): {error}",
-                      reason=reason, operation=operation)
+    return StoreError(
+        f"store {operation} failed: {summary} ({path}): {error}", reason=reason, operation=operation
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,12 +145,18 @@ class Registration:
         """The registrar keeps ``loop.time()`` deadlines; the store keeps wall-clock ones."""
         local = binding.flow.local
         return cls(
-            aor=binding.aor, contact=binding.contact,
+            aor=binding.aor,
+            contact=binding.contact,
             expires_at=wall_now + (binding.expires_at - mono_now),
-            call_id=binding.call_id, cseq=binding.cseq, transport=binding.flow.transport,
-            remote_host=binding.flow.remote[0], remote_port=binding.flow.remote[1],
-            local_host=local[0] if local else None, local_port=local[1] if local else None,
-            q=binding.q, user_agent=binding.user_agent,
+            call_id=binding.call_id,
+            cseq=binding.cseq,
+            transport=binding.flow.transport,
+            remote_host=binding.flow.remote[0],
+            remote_port=binding.flow.remote[1],
+            local_host=local[0] if local else None,
+            local_port=local[1] if local else None,
+            q=binding.q,
+            user_agent=binding.user_agent,
         )
 
     def to_binding(self, *, mono_now: float, wall_now: float) -> Binding:
@@ -157,9 +164,16 @@ class Registration:
         contact is reached on a new connection (or re-registers)."""
         local = (self.local_host, self.local_port) if self.local_host and self.local_port else None
         flow = Flow(self.transport, (self.remote_host, self.remote_port), None, local)
-        return Binding(aor=self.aor, contact=self.contact,
-                       expires_at=mono_now + (self.expires_at - wall_now), call_id=self.call_id,
-                       cseq=self.cseq, flow=flow, q=self.q, user_agent=self.user_agent)
+        return Binding(
+            aor=self.aor,
+            contact=self.contact,
+            expires_at=mono_now + (self.expires_at - wall_now),
+            call_id=self.call_id,
+            cseq=self.cseq,
+            flow=flow,
+            q=self.q,
+            user_agent=self.user_agent,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -289,8 +303,11 @@ class Database:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise StoreError(f"store open failed: cannot create {self.path.parent}: {error}",
-                             reason="io", operation="open") from None
+            raise StoreError(
+                f"store open failed: cannot create {self.path.parent}: {error}",
+                reason="io",
+                operation="open",
+            ) from None
         self._conn: sqlite3.Connection | None = None
         self._synchronous = ""
         try:
@@ -300,8 +317,11 @@ class Database:
             conn.execute("PRAGMA foreign_keys=ON")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
-                raise StoreError(f"store open failed: {self.path} cannot use WAL (got {mode})",
-                                 reason="io", operation="open")
+                raise StoreError(
+                    f"store open failed: {self.path} cannot use WAL (got {mode})",
+                    reason="io",
+                    operation="open",
+                )
             conn.execute("PRAGMA busy_timeout=5000")
             if max_size_mb is not None:
                 page_size = conn.execute("PRAGMA page_size").fetchone()[0]
@@ -339,9 +359,11 @@ class Database:
         except sqlite3.Error as error:
             raise _convert(error, self.path, operation) from None
 
-    def _write(self, operation: str, work: Callable[[sqlite3.Connection], T], *,
-               durable: bool) -> T:
+    def _write(
+        self, operation: str, work: Callable[[sqlite3.Connection], T], *, durable: bool
+    ) -> T:
         """One transaction; rolled back (and reported) if anything in it fails."""
+
         def run(conn: sqlite3.Connection) -> T:
             self._set_synchronous("FULL" if durable else "NORMAL")
             conn.execute("BEGIN IMMEDIATE")
@@ -353,6 +375,7 @@ class Database:
                     conn.execute("ROLLBACK")
                 raise
             return result
+
         return self._run(operation, run)
 
     def schema_version(self) -> int:
@@ -360,6 +383,7 @@ class Database:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
             return int(row[0] or 0)
+
         return self._run("schema_version", read)
 
     def migrate(self) -> int:
@@ -369,16 +393,20 @@ class Database:
             raise StoreError(
                 f"store {self.path} has schema version {current}, newer than this "
                 f"switchhook understands ({SCHEMA_VERSION}); refusing to touch it",
-                reason="schema", operation="migrate")
+                reason="schema",
+                operation="migrate",
+            )
         for version in range(current + 1, SCHEMA_VERSION + 1):
             script = MIGRATIONS[version - 1]
 
-            def apply(conn: sqlite3.Connection, script: str = script, version: int = version
-                      ) -> None:
+            def apply(
+                conn: sqlite3.Connection, script: str = script, version: int = version
+            ) -> None:
                 for statement in script.split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
             self._write("migrate", apply, durable=True)
         return SCHEMA_VERSION
 
@@ -390,127 +418,257 @@ class Database:
     # -- registrations -------------------------------------------------------------------
 
     def put_registration(self, reg: Registration) -> None:
-        self._write("put_registration", lambda c: c.execute(
-            "INSERT OR REPLACE INTO registrations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (reg.aor, reg.contact, reg.expires_at, reg.call_id, reg.cseq, reg.transport,
-             reg.remote_host, reg.remote_port, reg.local_host, reg.local_port, reg.q,
-             reg.user_agent)), durable=False)
+        self._write(
+            "put_registration",
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO registrations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    reg.aor,
+                    reg.contact,
+                    reg.expires_at,
+                    reg.call_id,
+                    reg.cseq,
+                    reg.transport,
+                    reg.remote_host,
+                    reg.remote_port,
+                    reg.local_host,
+                    reg.local_port,
+                    reg.q,
+                    reg.user_agent,
+                ),
+            ),
+            durable=False,
+        )
 
     def delete_registration(self, aor: str, contact: str | None = None) -> int:
         """Remove one contact, or every contact of ``aor`` when ``contact`` is None."""
         if contact is None:
-            cursor = self._write("delete_registration", lambda c: c.execute(
-                "DELETE FROM registrations WHERE aor=?", (aor,)), durable=False)
+            cursor = self._write(
+                "delete_registration",
+                lambda c: c.execute("DELETE FROM registrations WHERE aor=?", (aor,)),
+                durable=False,
+            )
         else:
-            cursor = self._write("delete_registration", lambda c: c.execute(
-                "DELETE FROM registrations WHERE aor=? AND contact=?", (aor, contact)),
-                durable=False)
+            cursor = self._write(
+                "delete_registration",
+                lambda c: c.execute(
+                    "DELETE FROM registrations WHERE aor=? AND contact=?", (aor, contact)
+                ),
+                durable=False,
+            )
         return cursor.rowcount
 
     def replace_registrations(self, regs: Iterable[Registration]) -> None:
         """Make the table exactly ``regs`` (a registrar snapshot) in one transaction."""
-        rows = [(r.aor, r.contact, r.expires_at, r.call_id, r.cseq, r.transport, r.remote_host,
-                 r.remote_port, r.local_host, r.local_port, r.q, r.user_agent) for r in regs]
+        rows = [
+            (
+                r.aor,
+                r.contact,
+                r.expires_at,
+                r.call_id,
+                r.cseq,
+                r.transport,
+                r.remote_host,
+                r.remote_port,
+                r.local_host,
+                r.local_port,
+                r.q,
+                r.user_agent,
+            )
+            for r in regs
+        ]
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM registrations")
             conn.executemany(
-                "INSERT OR REPLACE INTO registrations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                "INSERT OR REPLACE INTO registrations VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows
+            )
+
         self._write("replace_registrations", work, durable=False)
 
-    def registrations(self, *, now: float | None = None, aor: str | None = None
-                      ) -> list[Registration]:
+    def registrations(
+        self, *, now: float | None = None, aor: str | None = None
+    ) -> list[Registration]:
         """Bindings (of ``aor``, or all), those expired at ``now`` left out."""
         sql = "SELECT * FROM registrations WHERE expires_at > ?"
         args: list[Any] = [now if now is not None else float("-inf")]
         if aor is not None:
             sql += " AND aor = ?"
             args.append(aor)
-        rows = self._run("registrations",
-                         lambda c: c.execute(sql + " ORDER BY aor, q DESC, contact", args)
-                         .fetchall())
-        return [Registration(aor=r[0], contact=r[1], expires_at=r[2], call_id=r[3], cseq=r[4],
-                             transport=r[5], remote_host=r[6], remote_port=r[7],
-                             local_host=r[8], local_port=r[9], q=r[10], user_agent=r[11])
-                for r in rows]
+        rows = self._run(
+            "registrations",
+            lambda c: c.execute(sql + " ORDER BY aor, q DESC, contact", args).fetchall(),
+        )
+        return [
+            Registration(
+                aor=r[0],
+                contact=r[1],
+                expires_at=r[2],
+                call_id=r[3],
+                cseq=r[4],
+                transport=r[5],
+                remote_host=r[6],
+                remote_port=r[7],
+                local_host=r[8],
+                local_port=r[9],
+                q=r[10],
+                user_agent=r[11],
+            )
+            for r in rows
+        ]
 
     def purge_expired_registrations(self, now: float) -> int:
-        return self._write("purge_expired_registrations", lambda c: c.execute(
-            "DELETE FROM registrations WHERE expires_at <= ?", (now,)), durable=False).rowcount
+        return self._write(
+            "purge_expired_registrations",
+            lambda c: c.execute("DELETE FROM registrations WHERE expires_at <= ?", (now,)),
+            durable=False,
+        ).rowcount
 
     # -- call records --------------------------------------------------------------------
 
     def add_call_record(self, rec: CallRecord) -> None:
-        self._write("add_call_record", lambda c: c.execute(
-            "INSERT OR REPLACE INTO call_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (rec.call_id, rec.started_at, rec.answered_at, rec.ended_at, rec.caller, rec.called,
-             rec.trunk, rec.queue, rec.agent, _json(list(rec.menu_path)), rec.wait_seconds,
-             rec.ring_seconds, rec.talk_seconds, rec.hold_seconds,
-             _json([dict(t) for t in rec.transfers]), rec.outcome, _json(dict(rec.profile)))),
-            durable=False)
+        self._write(
+            "add_call_record",
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO call_records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    rec.call_id,
+                    rec.started_at,
+                    rec.answered_at,
+                    rec.ended_at,
+                    rec.caller,
+                    rec.called,
+                    rec.trunk,
+                    rec.queue,
+                    rec.agent,
+                    _json(list(rec.menu_path)),
+                    rec.wait_seconds,
+                    rec.ring_seconds,
+                    rec.talk_seconds,
+                    rec.hold_seconds,
+                    _json([dict(t) for t in rec.transfers]),
+                    rec.outcome,
+                    _json(dict(rec.profile)),
+                ),
+            ),
+            durable=False,
+        )
 
     @staticmethod
     def _call_record(r: Sequence[Any]) -> CallRecord:
         return CallRecord(
-            call_id=r[0], started_at=r[1], answered_at=r[2], ended_at=r[3], caller=r[4],
-            called=r[5], trunk=r[6], queue=r[7], agent=r[8],
-            menu_path=tuple(json.loads(r[9])), wait_seconds=r[10], ring_seconds=r[11],
-            talk_seconds=r[12], hold_seconds=r[13], transfers=tuple(json.loads(r[14])),
-            outcome=r[15], profile=json.loads(r[16]))
+            call_id=r[0],
+            started_at=r[1],
+            answered_at=r[2],
+            ended_at=r[3],
+            caller=r[4],
+            called=r[5],
+            trunk=r[6],
+            queue=r[7],
+            agent=r[8],
+            menu_path=tuple(json.loads(r[9])),
+            wait_seconds=r[10],
+            ring_seconds=r[11],
+            talk_seconds=r[12],
+            hold_seconds=r[13],
+            transfers=tuple(json.loads(r[14])),
+            outcome=r[15],
+            profile=json.loads(r[16]),
+        )
 
     def call_record(self, call_id: str) -> CallRecord | None:
-        row = self._run("call_record", lambda c: c.execute(
-            "SELECT * FROM call_records WHERE call_id=?", (call_id,)).fetchone())
+        row = self._run(
+            "call_record",
+            lambda c: c.execute(
+                "SELECT * FROM call_records WHERE call_id=?", (call_id,)
+            ).fetchone(),
+        )
         return None if row is None else self._call_record(row)
 
-    def call_records(self, *, since: float | None = None, until: float | None = None,
-                     queue: str | None = None, agent: str | None = None,
-                     limit: int = 1000) -> list[CallRecord]:
+    def call_records(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        queue: str | None = None,
+        agent: str | None = None,
+        limit: int = 1000,
+    ) -> list[CallRecord]:
         """Newest first."""
         sql = "SELECT * FROM call_records WHERE 1=1"
         args: list[Any] = []
-        for column, op, value in (("started_at", ">=", since), ("started_at", "<", until),
-                                  ("queue", "=", queue), ("agent", "=", agent)):
+        for column, op, value in (
+            ("started_at", ">=", since),
+            ("started_at", "<", until),
+            ("queue", "=", queue),
+            ("agent", "=", agent),
+        ):
             if value is not None:
                 sql += f" AND {column} {op} ?"
                 args.append(value)
         sql += " ORDER BY started_at DESC LIMIT ?"
         args.append(limit)
-        return [self._call_record(r) for r in
-                self._run("call_records", lambda c: c.execute(sql, args).fetchall())]
+        return [
+            self._call_record(r)
+            for r in self._run("call_records", lambda c: c.execute(sql, args).fetchall())
+        ]
 
     def purge_call_records(self, before: float) -> int:
-        return self._write("purge_call_records", lambda c: c.execute(
-            "DELETE FROM call_records WHERE started_at < ?", (before,)), durable=False).rowcount
+        return self._write(
+            "purge_call_records",
+            lambda c: c.execute("DELETE FROM call_records WHERE started_at < ?", (before,)),
+            durable=False,
+        ).rowcount
 
     # -- voicemails ----------------------------------------------------------------------
 
     def add_voicemail(self, vm: Voicemail, *, crm: NewOutboxItem | None = None) -> int | None:
         """Store a voicemail; with ``crm``, enqueue its CRM delivery in the same transaction
         (both or neither). Returns the outbox id when ``crm`` is given."""
+
         def work(conn: sqlite3.Connection) -> int | None:
             conn.execute(
                 "INSERT INTO voicemails VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (vm.id, vm.queue, vm.caller, vm.callback_number, vm.started_at,
-                 vm.duration_seconds, _json(list(vm.menu_path)), str(vm.wav_path), vm.state,
-                 vm.call_id))
+                (
+                    vm.id,
+                    vm.queue,
+                    vm.caller,
+                    vm.callback_number,
+                    vm.started_at,
+                    vm.duration_seconds,
+                    _json(list(vm.menu_path)),
+                    str(vm.wav_path),
+                    vm.state,
+                    vm.call_id,
+                ),
+            )
             return None if crm is None else self._insert_outbox(conn, crm)
+
         return self._write("add_voicemail", work, durable=True)
 
     @staticmethod
     def _voicemail(r: Sequence[Any]) -> Voicemail:
-        return Voicemail(id=r[0], queue=r[1], caller=r[2], callback_number=r[3],
-                         started_at=r[4], duration_seconds=r[5],
-                         menu_path=tuple(json.loads(r[6])), wav_path=Path(r[7]), state=r[8],
-                         call_id=r[9])
+        return Voicemail(
+            id=r[0],
+            queue=r[1],
+            caller=r[2],
+            callback_number=r[3],
+            started_at=r[4],
+            duration_seconds=r[5],
+            menu_path=tuple(json.loads(r[6])),
+            wav_path=Path(r[7]),
+            state=r[8],
+            call_id=r[9],
+        )
 
     def voicemail(self, voicemail_id: str) -> Voicemail | None:
-        row = self._run("voicemail", lambda c: c.execute(
-            "SELECT * FROM voicemails WHERE id=?", (voicemail_id,)).fetchone())
+        row = self._run(
+            "voicemail",
+            lambda c: c.execute("SELECT * FROM voicemails WHERE id=?", (voicemail_id,)).fetchone(),
+        )
         return None if row is None else self._voicemail(row)
 
-    def voicemails(self, *, queue: str | None = None, state: str | None = None
-                   ) -> list[Voicemail]:
+    def voicemails(self, *, queue: str | None = None, state: str | None = None) -> list[Voicemail]:
         """Oldest first."""
         sql = "SELECT * FROM voicemails WHERE 1=1"
         args: list[Any] = []
@@ -520,18 +678,35 @@ class Database:
         if state is not None:
             sql += " AND state=?"
             args.append(state)
-        return [self._voicemail(r) for r in self._run("voicemails", lambda c: c.execute(
-            sql + " ORDER BY started_at, id", args).fetchall())]
+        return [
+            self._voicemail(r)
+            for r in self._run(
+                "voicemails", lambda c: c.execute(sql + " ORDER BY started_at, id", args).fetchall()
+            )
+        ]
 
     def set_voicemail_state(self, voicemail_id: str, state: VoicemailState) -> bool:
-        return self._write("set_voicemail_state", lambda c: c.execute(
-            "UPDATE voicemails SET state=? WHERE id=?", (state, voicemail_id)),
-            durable=True).rowcount == 1
+        return (
+            self._write(
+                "set_voicemail_state",
+                lambda c: c.execute(
+                    "UPDATE voicemails SET state=? WHERE id=?", (state, voicemail_id)
+                ),
+                durable=True,
+            ).rowcount
+            == 1
+        )
 
     def delete_voicemail(self, voicemail_id: str) -> bool:
         """Delete the row (the caller deletes the WAV)."""
-        return self._write("delete_voicemail", lambda c: c.execute(
-            "DELETE FROM voicemails WHERE id=?", (voicemail_id,)), durable=True).rowcount == 1
+        return (
+            self._write(
+                "delete_voicemail",
+                lambda c: c.execute("DELETE FROM voicemails WHERE id=?", (voicemail_id,)),
+                durable=True,
+            ).rowcount
+            == 1
+        )
 
     # -- outbox --------------------------------------------------------------------------
 
@@ -541,9 +716,16 @@ class Database:
             "INSERT INTO outbox (kind, delivery_id, payload, files, parts_acked, attempts, "
             "next_attempt_at, created_at, state, last_error, updated_at) "
             "VALUES (?,?,?,?,0,0,?,?,'pending',NULL,?)",
-            (item.kind, item.delivery_id, _json(dict(item.payload)),
-             _json([str(p) for p in item.files]), item.created_at, item.created_at,
-             item.created_at))
+            (
+                item.kind,
+                item.delivery_id,
+                _json(dict(item.payload)),
+                _json([str(p) for p in item.files]),
+                item.created_at,
+                item.created_at,
+                item.created_at,
+            ),
+        )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
@@ -552,14 +734,26 @@ class Database:
 
     @staticmethod
     def _outbox(r: Sequence[Any]) -> OutboxItem:
-        return OutboxItem(id=r[0], kind=r[1], delivery_id=r[2], payload=json.loads(r[3]),
-                          files=tuple(Path(p) for p in json.loads(r[4])), parts_acked=r[5],
-                          attempts=r[6], next_attempt_at=r[7], created_at=r[8], state=r[9],
-                          last_error=r[10], updated_at=r[11])
+        return OutboxItem(
+            id=r[0],
+            kind=r[1],
+            delivery_id=r[2],
+            payload=json.loads(r[3]),
+            files=tuple(Path(p) for p in json.loads(r[4])),
+            parts_acked=r[5],
+            attempts=r[6],
+            next_attempt_at=r[7],
+            created_at=r[8],
+            state=r[9],
+            last_error=r[10],
+            updated_at=r[11],
+        )
 
     def outbox_item(self, item_id: int) -> OutboxItem | None:
-        row = self._run("outbox_item", lambda c: c.execute(
-            "SELECT * FROM outbox WHERE id=?", (item_id,)).fetchone())
+        row = self._run(
+            "outbox_item",
+            lambda c: c.execute("SELECT * FROM outbox WHERE id=?", (item_id,)).fetchone(),
+        )
         return None if row is None else self._outbox(row)
 
     def outbox_items(self, *, state: str | None = None) -> list[OutboxItem]:
@@ -568,69 +762,132 @@ class Database:
         if state is not None:
             sql += " WHERE state=?"
             args.append(state)
-        return [self._outbox(r) for r in self._run("outbox_items", lambda c: c.execute(
-            sql + " ORDER BY id", args).fetchall())]
+        return [
+            self._outbox(r)
+            for r in self._run(
+                "outbox_items", lambda c: c.execute(sql + " ORDER BY id", args).fetchall()
+            )
+        ]
 
     def due_outbox(self, now: float, limit: int = 100) -> list[OutboxItem]:
         """Pending items whose next attempt is due, oldest due first."""
-        return [self._outbox(r) for r in self._run("due_outbox", lambda c: c.execute(
-            "SELECT * FROM outbox WHERE state='pending' AND next_attempt_at <= ? "
-            "ORDER BY next_attempt_at, id LIMIT ?", (now, limit)).fetchall())]
+        return [
+            self._outbox(r)
+            for r in self._run(
+                "due_outbox",
+                lambda c: c.execute(
+                    "SELECT * FROM outbox WHERE state='pending' AND next_attempt_at <= ? "
+                    "ORDER BY next_attempt_at, id LIMIT ?",
+                    (now, limit),
+                ).fetchall(),
+            )
+        ]
 
     def next_outbox_due(self) -> float | None:
-        row = self._run("next_outbox_due", lambda c: c.execute(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE state='pending'").fetchone())
+        row = self._run(
+            "next_outbox_due",
+            lambda c: c.execute(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE state='pending'"
+            ).fetchone(),
+        )
         return None if row[0] is None else float(row[0])
 
     def outbox_part_acked(self, item_id: int, parts_acked: int, now: float) -> None:
-        self._write("outbox_part_acked", lambda c: c.execute(
-            "UPDATE outbox SET parts_acked=?, updated_at=? WHERE id=?",
-            (parts_acked, now, item_id)), durable=True)
+        self._write(
+            "outbox_part_acked",
+            lambda c: c.execute(
+                "UPDATE outbox SET parts_acked=?, updated_at=? WHERE id=?",
+                (parts_acked, now, item_id),
+            ),
+            durable=True,
+        )
 
     def outbox_done(self, item_id: int, now: float) -> None:
-        self._write("outbox_done", lambda c: c.execute(
-            "UPDATE outbox SET state='done', attempts=attempts+1, last_error=NULL, "
-            "updated_at=? WHERE id=?", (now, item_id)), durable=True)
+        self._write(
+            "outbox_done",
+            lambda c: c.execute(
+                "UPDATE outbox SET state='done', attempts=attempts+1, last_error=NULL, "
+                "updated_at=? WHERE id=?",
+                (now, item_id),
+            ),
+            durable=True,
+        )
 
-    def outbox_retry(self, item_id: int, *, attempts: int, next_attempt_at: float, error: str,
-                     now: float) -> None:
-        self._write("outbox_retry", lambda c: c.execute(
-            "UPDATE outbox SET attempts=?, next_attempt_at=?, last_error=?, updated_at=? "
-            "WHERE id=?", (attempts, next_attempt_at, error, now, item_id)), durable=True)
+    def outbox_retry(
+        self, item_id: int, *, attempts: int, next_attempt_at: float, error: str, now: float
+    ) -> None:
+        self._write(
+            "outbox_retry",
+            lambda c: c.execute(
+                "UPDATE outbox SET attempts=?, next_attempt_at=?, last_error=?, updated_at=? "
+                "WHERE id=?",
+                (attempts, next_attempt_at, error, now, item_id),
+            ),
+            durable=True,
+        )
 
     def outbox_failed(self, item_id: int, *, attempts: int, error: str, now: float) -> None:
-        self._write("outbox_failed", lambda c: c.execute(
-            "UPDATE outbox SET state='failed', attempts=?, last_error=?, updated_at=? "
-            "WHERE id=?", (attempts, error, now, item_id)), durable=True)
+        self._write(
+            "outbox_failed",
+            lambda c: c.execute(
+                "UPDATE outbox SET state='failed', attempts=?, last_error=?, updated_at=? "
+                "WHERE id=?",
+                (attempts, error, now, item_id),
+            ),
+            durable=True,
+        )
 
     def outbox_requeue(self, item_id: int, now: float) -> bool:
         """Put a ``failed`` item back to ``pending`` (after the admin fixed the CRM side)."""
-        return self._write("outbox_requeue", lambda c: c.execute(
-            "UPDATE outbox SET state='pending', next_attempt_at=?, updated_at=? "
-            "WHERE id=? AND state='failed'", (now, now, item_id)), durable=True).rowcount == 1
+        return (
+            self._write(
+                "outbox_requeue",
+                lambda c: c.execute(
+                    "UPDATE outbox SET state='pending', next_attempt_at=?, updated_at=? "
+                    "WHERE id=? AND state='failed'",
+                    (now, now, item_id),
+                ),
+                durable=True,
+            ).rowcount
+            == 1
+        )
 
     def outbox_delete(self, item_ids: Sequence[int]) -> int:
         def work(conn: sqlite3.Connection) -> int:
-            return conn.executemany("DELETE FROM outbox WHERE id=?",
-                                    [(i,) for i in item_ids]).rowcount
+            return conn.executemany(
+                "DELETE FROM outbox WHERE id=?", [(i,) for i in item_ids]
+            ).rowcount
+
         return self._write("outbox_delete", work, durable=True)
 
     def outbox_older_than(self, cutoff: float) -> list[OutboxItem]:
-        return [self._outbox(r) for r in self._run("outbox_older_than", lambda c: c.execute(
-            "SELECT * FROM outbox WHERE created_at < ? ORDER BY id", (cutoff,)).fetchall())]
+        return [
+            self._outbox(r)
+            for r in self._run(
+                "outbox_older_than",
+                lambda c: c.execute(
+                    "SELECT * FROM outbox WHERE created_at < ? ORDER BY id", (cutoff,)
+                ).fetchall(),
+            )
+        ]
 
     # -- audit ---------------------------------------------------------------------------
 
     def add_audit(self, entry: AuditEntry) -> int:
-        cursor = self._write("add_audit", lambda c: c.execute(
-            "INSERT INTO audit (who, at, action, call_id, details) VALUES (?,?,?,?,?)",
-            (entry.who, entry.at, entry.action, entry.call_id, _json(dict(entry.details)))),
-            durable=True)
+        cursor = self._write(
+            "add_audit",
+            lambda c: c.execute(
+                "INSERT INTO audit (who, at, action, call_id, details) VALUES (?,?,?,?,?)",
+                (entry.who, entry.at, entry.action, entry.call_id, _json(dict(entry.details))),
+            ),
+            durable=True,
+        )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def audit(self, *, call_id: str | None = None, since: float | None = None,
-              limit: int = 1000) -> list[AuditEntry]:
+    def audit(
+        self, *, call_id: str | None = None, since: float | None = None, limit: int = 1000
+    ) -> list[AuditEntry]:
         """Oldest first."""
         sql = "SELECT * FROM audit WHERE 1=1"
         args: list[Any] = []
@@ -642,9 +899,12 @@ class Database:
             args.append(since)
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
-        return [AuditEntry(id=r[0], who=r[1], at=r[2], action=r[3], call_id=r[4],
-                           details=json.loads(r[5]))
-                for r in self._run("audit", lambda c: c.execute(sql, args).fetchall())]
+        return [
+            AuditEntry(
+                id=r[0], who=r[1], at=r[2], action=r[3], call_id=r[4], details=json.loads(r[5])
+            )
+            for r in self._run("audit", lambda c: c.execute(sql, args).fetchall())
+        ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -676,8 +936,7 @@ class Store:
         self._db: Database | None = None
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str], *, max_size_mb: int | None = None
-                   ) -> Store:
+    async def open(cls, path: str | os.PathLike[str], *, max_size_mb: int | None = None) -> Store:
         store = cls(path, max_size_mb=max_size_mb)
         await store.start()
         return store
@@ -718,8 +977,11 @@ class Store:
 
     async def _call(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if self._executor is None:
-            raise StoreError(f"store {operation} failed: store is not open ({self.path})",
-                             reason="closed", operation=operation)
+            raise StoreError(
+                f"store {operation} failed: store is not open ({self.path})",
+                reason="closed",
+                operation=operation,
+            )
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
@@ -728,8 +990,9 @@ class Store:
         except sqlite3.Error as error:  # only from paths outside Database._run
             raise _convert(error, self.path, operation) from None
         except RuntimeError as error:  # executor shut down under us
-            raise StoreError(f"store {operation} failed: {error}", reason="closed",
-                             operation=operation) from None
+            raise StoreError(
+                f"store {operation} failed: {error}", reason="closed", operation=operation
+            ) from None
 
     @property
     def db(self) -> Database:
@@ -757,13 +1020,15 @@ class Store:
     async def replace_registrations(self, regs: Iterable[Registration]) -> None:
         await self._call("replace_registrations", self.db.replace_registrations, list(regs))
 
-    async def registrations(self, *, now: float | None = None, aor: str | None = None
-                            ) -> list[Registration]:
+    async def registrations(
+        self, *, now: float | None = None, aor: str | None = None
+    ) -> list[Registration]:
         return await self._call("registrations", self.db.registrations, now=now, aor=aor)
 
     async def purge_expired_registrations(self, now: float) -> int:
-        return await self._call("purge_expired_registrations",
-                                self.db.purge_expired_registrations, now)
+        return await self._call(
+            "purge_expired_registrations", self.db.purge_expired_registrations, now
+        )
 
     async def add_call_record(self, rec: CallRecord) -> None:
         await self._call("add_call_record", self.db.add_call_record, rec)
@@ -777,20 +1042,21 @@ class Store:
     async def purge_call_records(self, before: float) -> int:
         return await self._call("purge_call_records", self.db.purge_call_records, before)
 
-    async def add_voicemail(self, vm: Voicemail, *, crm: NewOutboxItem | None = None
-                            ) -> int | None:
+    async def add_voicemail(self, vm: Voicemail, *, crm: NewOutboxItem | None = None) -> int | None:
         return await self._call("add_voicemail", self.db.add_voicemail, vm, crm=crm)
 
     async def voicemail(self, voicemail_id: str) -> Voicemail | None:
         return await self._call("voicemail", self.db.voicemail, voicemail_id)
 
-    async def voicemails(self, *, queue: str | None = None, state: str | None = None
-                         ) -> list[Voicemail]:
+    async def voicemails(
+        self, *, queue: str | None = None, state: str | None = None
+    ) -> list[Voicemail]:
         return await self._call("voicemails", self.db.voicemails, queue=queue, state=state)
 
     async def set_voicemail_state(self, voicemail_id: str, state: VoicemailState) -> bool:
-        return await self._call("set_voicemail_state", self.db.set_voicemail_state,
-                                voicemail_id, state)
+        return await self._call(
+            "set_voicemail_state", self.db.set_voicemail_state, voicemail_id, state
+        )
 
     async def delete_voicemail(self, voicemail_id: str) -> bool:
         return await self._call("delete_voicemail", self.db.delete_voicemail, voicemail_id)
@@ -811,21 +1077,28 @@ class Store:
         return await self._call("next_outbox_due", self.db.next_outbox_due)
 
     async def outbox_part_acked(self, item_id: int, parts_acked: int, now: float) -> None:
-        await self._call("outbox_part_acked", self.db.outbox_part_acked, item_id, parts_acked,
-                         now)
+        await self._call("outbox_part_acked", self.db.outbox_part_acked, item_id, parts_acked, now)
 
     async def outbox_done(self, item_id: int, now: float) -> None:
         await self._call("outbox_done", self.db.outbox_done, item_id, now)
 
-    async def outbox_retry(self, item_id: int, *, attempts: int, next_attempt_at: float,
-                           error: str, now: float) -> None:
-        await self._call("outbox_retry", self.db.outbox_retry, item_id, attempts=attempts,
-                         next_attempt_at=next_attempt_at, error=error, now=now)
+    async def outbox_retry(
+        self, item_id: int, *, attempts: int, next_attempt_at: float, error: str, now: float
+    ) -> None:
+        await self._call(
+            "outbox_retry",
+            self.db.outbox_retry,
+            item_id,
+            attempts=attempts,
+            next_attempt_at=next_attempt_at,
+            error=error,
+            now=now,
+        )
 
-    async def outbox_failed(self, item_id: int, *, attempts: int, error: str, now: float
-                            ) -> None:
-        await self._call("outbox_failed", self.db.outbox_failed, item_id, attempts=attempts,
-                         error=error, now=now)
+    async def outbox_failed(self, item_id: int, *, attempts: int, error: str, now: float) -> None:
+        await self._call(
+            "outbox_failed", self.db.outbox_failed, item_id, attempts=attempts, error=error, now=now
+        )
 
     async def outbox_requeue(self, item_id: int, now: float) -> bool:
         return await self._call("outbox_requeue", self.db.outbox_requeue, item_id, now)
@@ -839,7 +1112,7 @@ class Store:
     async def add_audit(self, entry: AuditEntry) -> int:
         return await self._call("add_audit", self.db.add_audit, entry)
 
-    async def audit(self, *, call_id: str | None = None, since: float | None = None,
-                    limit: int = 1000) -> list[AuditEntry]:
-        return await self._call("audit", self.db.audit, call_id=call_id, since=since,
-                                limit=limit)
+    async def audit(
+        self, *, call_id: str | None = None, since: float | None = None, limit: int = 1000
+    ) -> list[AuditEntry]:
+        return await self._call("audit", self.db.audit, call_id=call_id, since=since, limit=limit)

@@ -42,10 +42,12 @@ async def hours_task(call: Call, task: StartTask) -> TaskResult:
     settings = call.engine.settings
     if settings.hours is None:
         return TaskResult("open", {})
-    decision = is_open(settings.hours, call.engine.now(), queue=task.params.get("queue"),
-                       language=task.language)
-    call.log.info("business hours", open=decision.open, rule=decision.rule,
-                  queue=task.params.get("queue"))
+    decision = is_open(
+        settings.hours, call.engine.now(), queue=task.params.get("queue"), language=task.language
+    )
+    call.log.info(
+        "business hours", open=decision.open, rule=decision.rule, queue=task.params.get("queue")
+    )
     return TaskResult("open" if decision.open else "closed")
 
 

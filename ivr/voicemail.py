@@ -50,8 +50,9 @@ CALLBACK_MIN_DIGITS = 6
 CALLBACK_MAX_DIGITS = 15  # E.164 (ITU-T E.164 §6: at most 15 digits)
 
 # User parts and display names carriers use for a withheld caller ID.
-_WITHHELD = frozenset({"", "anonymous", "unknown", "restricted", "private", "withheld",
-                       "unavailable"})
+_WITHHELD = frozenset(
+    {"", "anonymous", "unknown", "restricted", "private", "withheld", "unavailable"}
+)
 
 # Stores still running after the call that started them was cancelled (caller hung up).
 _background: set[asyncio.Task[Any]] = set()
@@ -94,8 +95,9 @@ def valid_callback_number(digits: str) -> bool:
     return digits.isdigit() and CALLBACK_MIN_DIGITS <= len(digits) <= CALLBACK_MAX_DIGITS
 
 
-async def collect_callback_number(call: Call, option: VoicemailDeflection,
-                                  language: str) -> str | None:
+async def collect_callback_number(
+    call: Call, option: VoicemailDeflection, language: str
+) -> str | None:
     """Ask for a callback number (digits then ``#``), up to three attempts; None if none
     valid was given. ``*`` starts over."""
     for attempt in range(1, CALLBACK_ATTEMPTS + 1):
@@ -111,8 +113,7 @@ async def collect_callback_number(call: Call, option: VoicemailDeflection,
                 break
             digit = await call.collect_digit(CALLBACK_NEXT_DIGIT_SECONDS)
         if valid_callback_number(digits):
-            call.log.info("callback number collected", callback_number=digits,
-                          attempt=attempt)
+            call.log.info("callback number collected", callback_number=digits, attempt=attempt)
             return digits
         call.log.info("callback number invalid", digits=digits, attempt=attempt)
         if call.ended.is_set():
@@ -122,9 +123,13 @@ async def collect_callback_number(call: Call, option: VoicemailDeflection,
     return None
 
 
-async def leave_voicemail(call: Call, queue: str | None,
-                          option: VoicemailDeflection | None = None, *,
-                          task: StartTask | None = None) -> TaskResult:
+async def leave_voicemail(
+    call: Call,
+    queue: str | None,
+    option: VoicemailDeflection | None = None,
+    *,
+    task: StartTask | None = None,
+) -> TaskResult:
     """Take a voicemail for ``queue``; results: ``done`` (stored, caller hung up on),
     ``blocked`` (withheld number), ``empty`` (no speech), ``failed``."""
     engine = call.engine
@@ -147,8 +152,13 @@ async def leave_voicemail(call: Call, queue: str | None,
         call.digits = flow_digits
 
 
-async def _record(call: Call, queue: str | None, option: VoicemailDeflection, language: str,
-                  task: StartTask | None) -> TaskResult:
+async def _record(
+    call: Call,
+    queue: str | None,
+    option: VoicemailDeflection,
+    language: str,
+    task: StartTask | None,
+) -> TaskResult:
     engine = call.engine
     beep = (tone((BEEP_HZ,), BEEP_MS),) if option.beep else ()
     await deflection.play_message(call, option.greeting, "greeting", language, *beep)
@@ -166,9 +176,12 @@ async def _record(call: Call, queue: str | None, option: VoicemailDeflection, la
         return target.open("wb")
 
     recorder = VoicemailRecorder(
-        open_part, max_seconds=option.max_seconds, silence_seconds=option.silence_seconds,
+        open_part,
+        max_seconds=option.max_seconds,
+        silence_seconds=option.silence_seconds,
         terminators=option.finish_key,
-        max_part_bytes=WAV_HEADER_BYTES + (option.max_seconds + 1) * 16000)
+        max_part_bytes=WAV_HEADER_BYTES + (option.max_seconds + 1) * 16000,
+    )
     session = VoicemailSession(call.rtp, recorder)
     started_at = engine.now().timestamp()
     menu_path = task.menu_path if task is not None and task.menu_path else call.menu_path
@@ -180,11 +193,17 @@ async def _record(call: Call, queue: str | None, option: VoicemailDeflection, la
 
     def store_now() -> asyncio.Task[bool]:
         assert result is not None
-        vm = Voicemail(id=voicemail_id, queue=queue or "", caller=call.caller_number,
-                       callback_number=callback, started_at=started_at,
-                       duration_seconds=result.duration_ms / 1000,
-                       menu_path=tuple(p for p in menu_path.split(" > ") if p),
-                       wav_path=path, call_id=call.call_id)
+        vm = Voicemail(
+            id=voicemail_id,
+            queue=queue or "",
+            caller=call.caller_number,
+            callback_number=callback,
+            started_at=started_at,
+            duration_seconds=result.duration_ms / 1000,
+            menu_path=tuple(p for p in menu_path.split(" > ") if p),
+            wav_path=path,
+            call_id=call.call_id,
+        )
         return asyncio.ensure_future(_store(call, vm, agents))
 
     session.start()
@@ -197,8 +216,12 @@ async def _record(call: Call, queue: str | None, option: VoicemailDeflection, la
         finally:
             ended.cancel()
         result = session.stop()
-        call.log.info("voicemail recorded", reason=result.reason.value,
-                      duration_ms=result.duration_ms, had_speech=result.had_speech)
+        call.log.info(
+            "voicemail recorded",
+            reason=result.reason.value,
+            duration_ms=result.duration_ms,
+            had_speech=result.had_speech,
+        )
         if not result.had_speech:
             path.unlink(missing_ok=True)
             call.hangup("voicemail empty")
@@ -212,8 +235,12 @@ async def _record(call: Call, queue: str | None, option: VoicemailDeflection, la
     finally:
         if result is None:  # cancelled while recording: the caller hung up
             result = session.stop()
-            call.log.info("voicemail recorded", reason=result.reason.value,
-                          duration_ms=result.duration_ms, had_speech=result.had_speech)
+            call.log.info(
+                "voicemail recorded",
+                reason=result.reason.value,
+                duration_ms=result.duration_ms,
+                had_speech=result.had_speech,
+            )
             if not result.had_speech:
                 path.unlink(missing_ok=True)
         if saver is None and result.had_speech:
@@ -252,13 +279,21 @@ async def _store(call: Call, vm: Voicemail, agents: tuple[str, ...]) -> bool:
     try:
         await asyncio.get_running_loop().run_in_executor(None, _fsync, vm.wav_path)
         if not agents and engine.outbox is not None:
-            payload = {"type": "voicemail", "voicemail_id": vm.id, "call_id": vm.call_id,
-                       "queue": vm.queue, "caller": vm.caller,
-                       "callback_number": vm.callback_number, "started_at": vm.started_at,
-                       "duration_seconds": vm.duration_seconds,
-                       "menu_path": list(vm.menu_path), "node": engine.settings.node}
-            await engine.outbox.enqueue("voicemail", payload, [vm.wav_path], voicemail=vm,
-                                        keep_originals=True)
+            payload = {
+                "type": "voicemail",
+                "voicemail_id": vm.id,
+                "call_id": vm.call_id,
+                "queue": vm.queue,
+                "caller": vm.caller,
+                "callback_number": vm.callback_number,
+                "started_at": vm.started_at,
+                "duration_seconds": vm.duration_seconds,
+                "menu_path": list(vm.menu_path),
+                "node": engine.settings.node,
+            }
+            await engine.outbox.enqueue(
+                "voicemail", payload, [vm.wav_path], voicemail=vm, keep_originals=True
+            )
             crm = True
         else:
             if engine.store is None:
@@ -269,13 +304,26 @@ async def _store(call: Call, vm: Voicemail, agents: tuple[str, ...]) -> bool:
         # The WAV stays on disk; the error says where for the operator to recover it.
         log.error("voicemail not stored", error=str(exc), wav=str(vm.wav_path))
         return False
-    engine.events.publish(VoicemailLeft(
-        voicemail_id=vm.id, queue=vm.queue, caller=vm.caller,
-        callback_number=vm.callback_number, duration_seconds=vm.duration_seconds,
-        menu_path=vm.menu_path, agents=agents))
-    log.info("voicemail stored", caller=vm.caller, callback_number=vm.callback_number,
-             duration_seconds=vm.duration_seconds, wav=str(vm.wav_path), agents=list(agents),
-             crm=crm)
+    engine.events.publish(
+        VoicemailLeft(
+            voicemail_id=vm.id,
+            queue=vm.queue,
+            caller=vm.caller,
+            callback_number=vm.callback_number,
+            duration_seconds=vm.duration_seconds,
+            menu_path=vm.menu_path,
+            agents=agents,
+        )
+    )
+    log.info(
+        "voicemail stored",
+        caller=vm.caller,
+        callback_number=vm.callback_number,
+        duration_seconds=vm.duration_seconds,
+        wav=str(vm.wav_path),
+        agents=list(agents),
+        crm=crm,
+    )
     return True
 
 

@@ -104,8 +104,13 @@ class DtmfReceiver:
     packet) the second one is queued and returned by the next ``poll`` or ``feed``.
     """
 
-    def __init__(self, *, clock_rate: int = 8000, timeout_seconds: float = 0.25,
-                 restart_gap_seconds: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        clock_rate: int = 8000,
+        timeout_seconds: float = 0.25,
+        restart_gap_seconds: float = 0.5,
+    ) -> None:
         self.clock_rate = clock_rate
         self.timeout_seconds = timeout_seconds
         self.restart_gap_seconds = restart_gap_seconds
@@ -138,8 +143,12 @@ class DtmfReceiver:
         restart = marker and now - self._last_packet_at >= self.restart_gap_seconds
         new_key = self._reported and event.event != self._event
         if current is None or timestamp != current or (self._reported and (restart or new_key)):
-            if (current is not None and not restart and timestamp != current
-                    and (timestamp - current) & 0xFFFFFFFF >= _TIMESTAMP_HALF):
+            if (
+                current is not None
+                and not restart
+                and timestamp != current
+                and (timestamp - current) & 0xFFFFFFFF >= _TIMESTAMP_HALF
+            ):
                 return self._pop()  # older than the newest event: reordered or late retransmit
             # §2.5.1.2 / marker: a new timestamp is a new event, even if the marker was lost.
             if not self._reported:

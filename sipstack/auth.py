@@ -54,15 +54,10 @@ _HASHES: dict[str, Callable[[bytes], str]] = {
 }
 # RFC 7616 §3.7 / RFC 8760 §2.4: strongest first; the "-sess" variants hash HA1 once more.
 ALGORITHMS: tuple[str, ...] = ("SHA-256", "MD5")
-_ALL_ALGORITHMS = {
-    name.upper(): name
-    for base in ALGORITHMS
-    for name in (base, f"{base}-sess")
-}
+_ALL_ALGORITHMS = {name.upper(): name for base in ALGORITHMS for name in (base, f"{base}-sess")}
 
 # RFC 3261 §25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
-_TOKEN_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
@@ -227,8 +222,7 @@ class DigestCredentials:
     @classmethod
     def parse(cls, value: str) -> DigestCredentials:
         params = _digest_params(value)
-        missing = [k for k in ("username", "realm", "nonce", "uri", "response")
-                   if k not in params]
+        missing = [k for k in ("username", "realm", "nonce", "uri", "response") if k not in params]
         if missing:
             raise AuthError(f"credentials without {', '.join(missing)}")
         qop = params.get("qop")
@@ -242,10 +236,16 @@ class DigestCredentials:
             if not cnonce:
                 raise AuthError("empty cnonce")
         return cls(
-            username=params["username"], realm=params["realm"], nonce=params["nonce"],
-            uri=params["uri"], response=params["response"],
-            algorithm=_algorithm(params.get("algorithm")), qop=qop.lower() if qop else None,
-            nc=nc, cnonce=cnonce, opaque=params.get("opaque"),
+            username=params["username"],
+            realm=params["realm"],
+            nonce=params["nonce"],
+            uri=params["uri"],
+            response=params["response"],
+            algorithm=_algorithm(params.get("algorithm")),
+            qop=qop.lower() if qop else None,
+            nc=nc,
+            cnonce=cnonce,
+            opaque=params.get("opaque"),
             userhash=params.get("userhash", "").lower() == "true",
         )
 
@@ -365,13 +365,25 @@ def build_authorization(
     qop = ("auth" if "auth" in parsed.qop else "auth-int") if parsed.qop else None
     nc_value = f"{nc:08x}"
     response = digest_response(
-        algorithm=parsed.algorithm, ha1=ha1(username, parsed.realm, password, parsed.algorithm),
-        nonce=parsed.nonce, method=method, uri=uri, qop=qop, nc=nc_value, cnonce=cnonce,
-        body=body)
+        algorithm=parsed.algorithm,
+        ha1=ha1(username, parsed.realm, password, parsed.algorithm),
+        nonce=parsed.nonce,
+        method=method,
+        uri=uri,
+        qop=qop,
+        nc=nc_value,
+        cnonce=cnonce,
+        body=body,
+    )
     # RFC 7616 §3.4.4: with userhash=true the username is H(username ":" realm).
     shown = _hash(parsed.algorithm, f"{username}:{parsed.realm}") if parsed.userhash else username
-    parts = [f"username={_quote(shown)}", f"realm={_quote(parsed.realm)}", f"uri={_quote(uri)}",
-             f"algorithm={parsed.algorithm}", f"nonce={_quote(parsed.nonce)}"]
+    parts = [
+        f"username={_quote(shown)}",
+        f"realm={_quote(parsed.realm)}",
+        f"uri={_quote(uri)}",
+        f"algorithm={parsed.algorithm}",
+        f"nonce={_quote(parsed.nonce)}",
+    ]
     if qop is not None:
         parts += [f"nc={nc_value}", f"cnonce={_quote(cnonce)}", f"qop={qop}"]
     parts.append(f"response={_quote(response)}")
@@ -481,7 +493,7 @@ class DigestServer:
         head, mac = raw[:-_NONCE_MAC_BYTES], raw[-_NONCE_MAC_BYTES:]
         if not hmac.compare_digest(mac, self._mac(head)):
             return None
-        stamp_ms = int(_NONCE_STAMP.unpack(head[:_NONCE_STAMP.size])[0])
+        stamp_ms = int(_NONCE_STAMP.unpack(head[: _NONCE_STAMP.size])[0])
         return now - stamp_ms / 1000
 
     # ---- challenge and verify -----------------------------------------------------------------
@@ -547,15 +559,23 @@ class DigestServer:
         else:
             assert lookup_password is not None
             password = lookup_password(user)
-            secret_ha1 = (ha1(user, creds.realm, password, creds.algorithm)
-                          if password is not None else None)
+            secret_ha1 = (
+                ha1(user, creds.realm, password, creds.algorithm) if password is not None else None
+            )
         # Compute a response even for unknown users so timing does not reveal who exists.
         expected = digest_response(
-            algorithm=creds.algorithm, ha1=(secret_ha1 or _UNKNOWN_USER_HA1).lower(),
-            nonce=creds.nonce, method=method, uri=creds.uri, qop=creds.qop, nc=creds.nc,
-            cnonce=creds.cnonce)
-        matches = hmac.compare_digest(expected.encode("ascii"),
-                                      creds.response.lower().encode("utf-8"))
+            algorithm=creds.algorithm,
+            ha1=(secret_ha1 or _UNKNOWN_USER_HA1).lower(),
+            nonce=creds.nonce,
+            method=method,
+            uri=creds.uri,
+            qop=creds.qop,
+            nc=creds.nc,
+            cnonce=creds.cnonce,
+        )
+        matches = hmac.compare_digest(
+            expected.encode("ascii"), creds.response.lower().encode("utf-8")
+        )
         if secret_ha1 is None:
             return invalid("unknown user")
         if not matches:

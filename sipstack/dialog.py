@@ -43,8 +43,9 @@ class Dialog:
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
-    def as_uas(cls, invite: Request, *, local_tag: str, flow: Flow, local_contact: str,
-               local_seq: int) -> Dialog:
+    def as_uas(
+        cls, invite: Request, *, local_tag: str, flow: Flow, local_contact: str, local_seq: int
+    ) -> Dialog:
         """§12.1.1: UAS side, from the INVITE that creates the dialog."""
         contacts = invite.contacts
         if not contacts:
@@ -83,8 +84,9 @@ class Dialog:
             local_contact=invite.headers.get("Contact") or "",
         )
 
-    def build_request(self, method: str, *, via: str, max_forwards: int = 70,
-                      cseq: int | None = None) -> Request:
+    def build_request(
+        self, method: str, *, via: str, max_forwards: int = 70, cseq: int | None = None
+    ) -> Request:
         """§12.2.1.1: a request within the dialog. ``cseq`` defaults to the next local CSeq
         (ACK and CANCEL pass the INVITE's number)."""
         if cseq is None:

@@ -43,26 +43,85 @@ DEFAULT_LIMITS = Limits()
 
 # RFC 3261 §7.3.3 compact forms, plus the registered ones from later RFCs.
 COMPACT_FORMS = {
-    "a": "Accept-Contact", "b": "Referred-By", "c": "Content-Type", "d": "Request-Disposition",
-    "e": "Content-Encoding", "f": "From", "i": "Call-ID", "j": "Reject-Contact",
-    "k": "Supported", "l": "Content-Length", "m": "Contact", "o": "Event", "r": "Refer-To",
-    "s": "Subject", "t": "To", "u": "Allow-Events", "v": "Via", "x": "Session-Expires",
+    "a": "Accept-Contact",
+    "b": "Referred-By",
+    "c": "Content-Type",
+    "d": "Request-Disposition",
+    "e": "Content-Encoding",
+    "f": "From",
+    "i": "Call-ID",
+    "j": "Reject-Contact",
+    "k": "Supported",
+    "l": "Content-Length",
+    "m": "Contact",
+    "o": "Event",
+    "r": "Refer-To",
+    "s": "Subject",
+    "t": "To",
+    "u": "Allow-Events",
+    "v": "Via",
+    "x": "Session-Expires",
     "y": "Identity",
 }
 
 _CANONICAL = {
     name.lower(): name
     for name in (
-        "Accept", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Authorization",
-        "Call-ID", "Call-Info", "Contact", "Content-Disposition", "Content-Encoding",
-        "Content-Length", "Content-Type", "CSeq", "Date", "Error-Info", "Expires", "From",
-        "In-Reply-To", "Max-Forwards", "Min-Expires", "MIME-Version", "Organization",
-        "Priority", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Require",
-        "Record-Route", "Reply-To", "Require", "Retry-After", "Route", "Server", "Subject",
-        "Supported", "Timestamp", "To", "Unsupported", "User-Agent", "Via", "Warning",
-        "WWW-Authenticate", "Event", "Refer-To", "Referred-By", "Session-Expires",
-        "Allow-Events", "Reason", "RSeq", "RAck", "P-Asserted-Identity", "Privacy",
-        "User-to-User", "Min-SE", "Replaces",
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Alert-Info",
+        "Allow",
+        "Authorization",
+        "Call-ID",
+        "Call-Info",
+        "Contact",
+        "Content-Disposition",
+        "Content-Encoding",
+        "Content-Length",
+        "Content-Type",
+        "CSeq",
+        "Date",
+        "Error-Info",
+        "Expires",
+        "From",
+        "In-Reply-To",
+        "Max-Forwards",
+        "Min-Expires",
+        "MIME-Version",
+        "Organization",
+        "Priority",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Require",
+        "Record-Route",
+        "Reply-To",
+        "Require",
+        "Retry-After",
+        "Route",
+        "Server",
+        "Subject",
+        "Supported",
+        "Timestamp",
+        "To",
+        "Unsupported",
+        "User-Agent",
+        "Via",
+        "Warning",
+        "WWW-Authenticate",
+        "Event",
+        "Refer-To",
+        "Referred-By",
+        "Session-Expires",
+        "Allow-Events",
+        "Reason",
+        "RSeq",
+        "RAck",
+        "P-Asserted-Identity",
+        "Privacy",
+        "User-to-User",
+        "Min-SE",
+        "Replaces",
     )
 }
 _CANONICAL.update({k: v for k, v in COMPACT_FORMS.items()})
@@ -72,22 +131,43 @@ _CANONICAL.update({k: v for k, v in COMPACT_FORMS.items()})
 _LIST_HEADERS = frozenset(
     n.lower()
     for n in (
-        "Via", "Contact", "Route", "Record-Route", "Allow", "Supported", "Require",
-        "Proxy-Require", "Unsupported", "Accept", "Accept-Encoding", "Accept-Language",
-        "Alert-Info", "Call-Info", "Error-Info", "Allow-Events", "Content-Encoding",
-        "In-Reply-To", "Reason", "Warning",
+        "Via",
+        "Contact",
+        "Route",
+        "Record-Route",
+        "Allow",
+        "Supported",
+        "Require",
+        "Proxy-Require",
+        "Unsupported",
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Alert-Info",
+        "Call-Info",
+        "Error-Info",
+        "Allow-Events",
+        "Content-Encoding",
+        "In-Reply-To",
+        "Reason",
+        "Warning",
     )
 )
 
 _VIA_PROTOCOL_RE = re.compile(r"\s*([^\s/]+)\s*/\s*([^\s/]+)\s*/\s*([^\s/;]+)\s+")
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 # §20: headers that appear at most once (RFC 4475 §3.3.8 multi01, §3.3.9 mcl01).
-_SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Length",
-                   "Content-Type")
-
-_TOKEN_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+_SINGLE_HEADERS = (
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Max-Forwards",
+    "Content-Length",
+    "Content-Type",
 )
+
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
 
 def canonical_name(name: str) -> str:
@@ -192,7 +272,7 @@ class Via:
         name, version, transport = match.group(1, 2, 3)
         if name.upper() != "SIP" or version != "2.0" or not _is_token(transport):
             raise ParseError(f"bad Via protocol {text.strip()[:40]!r}", reason="Bad Via")
-        rest = text[match.end():].strip()
+        rest = text[match.end() :].strip()
         parts = [name, version, transport]
         sent_by, semicolon, params = rest.partition(";")
         params = semicolon + params  # keep the ';' so that "host;;x" is seen as empty
@@ -317,8 +397,9 @@ def _parse_name_addr(value: str, name: str) -> NameAddr:
     try:
         return NameAddr.parse(value)
     except RemoteProtocolError as exc:
-        raise ParseError(f"bad {name}: {exc}", status_code=exc.status_code,
-                         reason=f"Bad {name}") from None
+        raise ParseError(
+            f"bad {name}: {exc}", status_code=exc.status_code, reason=f"Bad {name}"
+        ) from None
 
 
 @dataclass(slots=True, eq=False)
@@ -352,20 +433,51 @@ class Response(_Message):
 Message = Request | Response
 
 REASON_PHRASES = {
-    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
-    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
-    301: "Moved Permanently", 302: "Moved Temporarily", 400: "Bad Request",
-    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    406: "Not Acceptable", 407: "Proxy Authentication Required", 408: "Request Timeout",
-    410: "Gone", 413: "Request Entity Too Large", 414: "Request-URI Too Long",
-    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
-    421: "Extension Required", 423: "Interval Too Brief", 480: "Temporarily Unavailable",
-    481: "Call/Transaction Does Not Exist", 482: "Loop Detected", 483: "Too Many Hops",
-    484: "Address Incomplete", 486: "Busy Here", 487: "Request Terminated",
-    488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",
-    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
-    504: "Server Time-out", 505: "Version Not Supported", 513: "Message Too Large",
-    600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    200: "OK",
+    202: "Accepted",
+    300: "Multiple Choices",
+    301: "Moved Permanently",
+    302: "Moved Temporarily",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    410: "Gone",
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Long",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    421: "Extension Required",
+    423: "Interval Too Brief",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    484: "Address Incomplete",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    491: "Request Pending",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
     606: "Not Acceptable",
 }
 
@@ -419,8 +531,11 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
     routing headers survived, ``answerable``) for anything malformed or over ``limits``.
     """
     if len(data) > limits.max_message_bytes:
-        raise ParseError(f"message of {len(data)} bytes exceeds {limits.max_message_bytes}",
-                         status_code=513, reason="Message Too Large")
+        raise ParseError(
+            f"message of {len(data)} bytes exceeds {limits.max_message_bytes}",
+            status_code=513,
+            reason="Message Too Large",
+        )
     # RFC 3261 §7.5: implementations SHOULD ignore CRLFs before the start line.
     data = data.lstrip(b"\r\n")
     sep = data.find(b"\r\n\r\n")
@@ -438,8 +553,11 @@ def parse_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Request | Res
     lines = text.replace("\r\n", "\n").split("\n")
     start = lines[0]
     if len(start) > limits.max_line_bytes:
-        raise ParseError("start line too long", status_code=414 if " sip" in start[:64] else 400,
-                         reason="Start Line Too Long")
+        raise ParseError(
+            "start line too long",
+            status_code=414 if " sip" in start[:64] else 400,
+            reason="Start Line Too Long",
+        )
     try:
         message: Request | Response = _parse_start_line(start)
     except ParseError as exc:
@@ -484,8 +602,11 @@ def _parse_start_line(line: str) -> Request | Response:
         raise ParseError(f"bad method {method[:20]!r}", reason="Bad Request Line")
     if version != SIP_VERSION:
         if version.upper().startswith("SIP/"):
-            raise ParseError(f"unsupported version {version[:20]!r}", status_code=505,
-                             reason="Version Not Supported")
+            raise ParseError(
+                f"unsupported version {version[:20]!r}",
+                status_code=505,
+                reason="Version Not Supported",
+            )
         raise ParseError(f"bad request line {line[:60]!r}", reason="Bad Request Line")
     if not _SCHEME_RE.match(uri):
         # Unknown but well-formed schemes parse; the UA answers 416 (§8.2.2.1).
@@ -542,11 +663,10 @@ def _check_mandatory(message: Request | Response) -> None:
             if exc.status_code != 416:
                 raise
     if isinstance(message, Request):
-        if cseq.method != message.method and not (
-            message.method == "ACK" and cseq.method == "ACK"
-        ):
-            raise ParseError("CSeq method does not match the request method",
-                             reason="CSeq Method Mismatch")
+        if cseq.method != message.method and not (message.method == "ACK" and cseq.method == "ACK"):
+            raise ParseError(
+                "CSeq method does not match the request method", reason="CSeq Method Mismatch"
+            )
         max_forwards = headers.get("Max-Forwards")
         if max_forwards is not None and (
             # leading zeros are legal (RFC 4475 wsinv "0068"); the value is 0-255 (§20.22)
@@ -566,8 +686,9 @@ def _frame_body(message: Request | Response, body: bytes) -> bytes:
         raise ParseError(f"bad Content-Length {value[:20]!r}", reason="Bad Content-Length")
     length = int(value)
     if length > len(body):
-        raise ParseError(f"Content-Length {length} exceeds the {len(body)} body bytes",
-                         reason="Truncated Body")
+        raise ParseError(
+            f"Content-Length {length} exceeds the {len(body)} body bytes", reason="Truncated Body"
+        )
     return body[:length]
 
 
@@ -592,8 +713,9 @@ class StreamFramer:
             end = self._buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._buffer) > self._limits.max_message_bytes:
-                    raise ParseError("header block too large", status_code=513,
-                                     reason="Message Too Large")
+                    raise ParseError(
+                        "header block too large", status_code=513, reason="Message Too Large"
+                    )
                 return out
             head = bytes(self._buffer[:end])
             length = _content_length(head)

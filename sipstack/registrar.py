@@ -49,13 +49,22 @@ class RegisterResult:
 def aor_of(uri: Uri) -> str:
     """§10.3 step 5: the canonical AOR: scheme, user and host, lower-cased host, no port or
     parameters."""
-    return f"{uri.scheme}:{uri.user}@{uri.host.lower()}" if uri.user else \
-        f"{uri.scheme}:{uri.host.lower()}"
+    return (
+        f"{uri.scheme}:{uri.user}@{uri.host.lower()}"
+        if uri.user
+        else f"{uri.scheme}:{uri.host.lower()}"
+    )
 
 
 class Registrar:
-    def __init__(self, *, min_expires: int = 60, max_expires: int = 3600,
-                 default_expires: int = 3600, max_contacts_per_aor: int = 10) -> None:
+    def __init__(
+        self,
+        *,
+        min_expires: int = 60,
+        max_expires: int = 3600,
+        default_expires: int = 3600,
+        max_contacts_per_aor: int = 10,
+    ) -> None:
         self.min_expires = min_expires
         self.max_expires = max_expires
         self.default_expires = default_expires
@@ -131,8 +140,9 @@ class Registrar:
                 expires = int(param)
             if 0 < expires < self.min_expires:
                 # §10.3 step 7: 423 Interval Too Brief with Min-Expires.
-                return RegisterResult(423, "Interval Too Brief",
-                                      (("Min-Expires", str(self.min_expires)),), aor)
+                return RegisterResult(
+                    423, "Interval Too Brief", (("Min-Expires", str(self.min_expires)),), aor
+                )
             q_text = dict(contact.params).get("q")
             try:
                 q = float(q_text) if q_text else 1.0
@@ -158,11 +168,14 @@ class Registrar:
             added.append(binding)
         return self._ok(aor, now, added, removed)
 
-    def _ok(self, aor: str, now: float, added: list[Binding],
-            removed: list[Binding]) -> RegisterResult:
+    def _ok(
+        self, aor: str, now: float, added: list[Binding], removed: list[Binding]
+    ) -> RegisterResult:
         if not self._bindings.get(aor):
             self._bindings.pop(aor, None)
         # §10.3 step 8: the 200 lists every current binding with its remaining expiry.
-        headers = tuple(("Contact", f"<{b.contact}>;expires={b.expires_in(now)}")
-                        for b in self.bindings(aor, now))
+        headers = tuple(
+            ("Contact", f"<{b.contact}>;expires={b.expires_in(now)}")
+            for b in self.bindings(aor, now)
+        )
         return RegisterResult(200, "OK", headers, aor, tuple(added), tuple(removed))

@@ -117,10 +117,10 @@ class RtpMap:
         payload_type = _parse_payload_type(pt_text)
         where = f"rtpmap {value[:40]!r}"
         # RFC 8866 §6.6: a=rtpmap:<payload type> <encoding name>/<clock rate>[/<params>]
-        clock_rate = _parse_int(parts[1], where, "clock rate", maximum=10**7) if len(parts) > 1 \
-            else 0
-        channels = _parse_int(parts[2], where, "channels", maximum=255) if len(parts) > 2 \
-            else None
+        clock_rate = (
+            _parse_int(parts[1], where, "clock rate", maximum=10**7) if len(parts) > 1 else 0
+        )
+        channels = _parse_int(parts[2], where, "channels", maximum=255) if len(parts) > 2 else None
         if clock_rate <= 0 or (channels is not None and channels <= 0):
             raise SdpError(f"bad rtpmap {value!r}")
         return cls(payload_type, parts[0], clock_rate, channels)
@@ -163,8 +163,10 @@ class Origin:
     address: str = "127.0.0.1"
 
     def __str__(self) -> str:
-        return (f"{self.username} {self.session_id} {self.session_version} "
-                f"{self.nettype} {self.addrtype} {self.address}")
+        return (
+            f"{self.username} {self.session_id} {self.session_version} "
+            f"{self.nettype} {self.addrtype} {self.address}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,8 +495,14 @@ def _parse_origin(value: str, where: str) -> Origin:
     if len(parts) != 6 or not all(parts):
         raise SdpError(f"{where}: o= needs 6 fields separated by single spaces")
     username, sess_id, sess_version, nettype, addrtype, address = parts
-    return Origin(username, _parse_int(sess_id, where, "sess-id"),
-                  _parse_int(sess_version, where, "sess-version"), nettype, addrtype, address)
+    return Origin(
+        username,
+        _parse_int(sess_id, where, "sess-id"),
+        _parse_int(sess_version, where, "sess-version"),
+        nettype,
+        addrtype,
+        address,
+    )
 
 
 def _parse_connection(value: str, where: str) -> Connection:
@@ -508,8 +516,9 @@ def _parse_timing(value: str, where: str) -> Timing:
     parts = value.split(" ")
     if len(parts) != 2:
         raise SdpError(f"{where}: t= needs start and stop times")
-    return Timing(_parse_int(parts[0], where, "start time"),
-                  _parse_int(parts[1], where, "stop time"))
+    return Timing(
+        _parse_int(parts[0], where, "start time"), _parse_int(parts[1], where, "stop time")
+    )
 
 
 def _parse_attribute(value: str, where: str) -> Attribute:
@@ -527,8 +536,17 @@ def _parse_m_line(value: str, where: str) -> dict[str, object]:
     port_text, slash, count_text = parts[1].partition("/")
     port = _parse_int(port_text, where, "port", maximum=65535)
     count = _parse_int(count_text, where, "number of ports", maximum=65535) if slash else None
-    return {"media": parts[0], "port": port, "port_count": count, "proto": parts[2],
-            "formats": tuple(parts[3:]), "c": [], "b": [], "a": [], "x": []}
+    return {
+        "media": parts[0],
+        "port": port,
+        "port_count": count,
+        "proto": parts[2],
+        "formats": tuple(parts[3:]),
+        "c": [],
+        "b": [],
+        "a": [],
+        "x": [],
+    }
 
 
 def _media_field(current: dict[str, object], kind: str, value: str, where: str) -> None:
@@ -565,7 +583,10 @@ def _build_media(current: dict[str, object]) -> Media:
     assert isinstance(port, int) and (count is None or isinstance(count, int))
     assert isinstance(formats, tuple)
     return Media(
-        media=str(current["media"]), port=port, port_count=count, proto=str(current["proto"]),
+        media=str(current["media"]),
+        port=port,
+        port_count=count,
+        proto=str(current["proto"]),
         formats=tuple(str(f) for f in formats),
         information=_opt_str(current.get("i")),
         connections=tuple(c for c in items("c") if isinstance(c, Connection)),
@@ -668,8 +689,11 @@ def _dtmf_answer(media: Media, clock_rate: int) -> tuple[int, str] | None:
     for fmt in media.formats:
         payload_type = _format_payload_type(fmt)
         mapping = media.rtpmap(payload_type) if payload_type is not None else None
-        if (mapping is None or mapping.encoding.lower() != TELEPHONE_EVENT
-                or mapping.clock_rate != clock_rate):
+        if (
+            mapping is None
+            or mapping.encoding.lower() != TELEPHONE_EVENT
+            or mapping.clock_rate != clock_rate
+        ):
             continue
         params = media.fmtp(mapping.payload_type)
         # RFC 4733 §2.4.1: "If no "fmtp" line is present, ... events 0 through 15" are assumed.
@@ -689,9 +713,13 @@ def _choose_codec(media: Media, supported: Sequence[str]) -> RtpMap | None:
     for fmt in media.formats:
         payload_type = _format_payload_type(fmt)
         mapping = media.rtpmap(payload_type) if payload_type is not None else None
-        if (mapping is not None and mapping.encoding.upper() in wanted
-                and mapping.encoding.upper() in _STATIC_BY_NAME
-                and mapping.clock_rate == 8000 and mapping.channels in (None, 1)):
+        if (
+            mapping is not None
+            and mapping.encoding.upper() in wanted
+            and mapping.encoding.upper() in _STATIC_BY_NAME
+            and mapping.clock_rate == 8000
+            and mapping.channels in (None, 1)
+        ):
             return mapping
     return None
 
@@ -768,8 +796,13 @@ def negotiate(
         attributes.append(Attribute("fmtp", f"{dtmf[0]} {dtmf[1]}"))
     attributes.append(Attribute("ptime", str(ptime)))
     attributes.append(Attribute(answer_direction.value))
-    audio = Media(media="audio", port=local_port, proto=offered.proto, formats=tuple(formats),
-                  attributes=tuple(attributes))
+    audio = Media(
+        media="audio",
+        port=local_port,
+        proto=offered.proto,
+        formats=tuple(formats),
+        attributes=tuple(attributes),
+    )
     media = tuple(audio if i == index else _rejected(m) for i, m in enumerate(offer.media))
     addrtype = _address_type(local_address)
     answer = SessionDescription(
@@ -826,15 +859,22 @@ def renegotiate(
     index, audio = _first_audio(previous_answer)
     connection = _stream_connection(previous_answer, audio, f"m-line {index + 1}")
     origin = previous_answer.origin
-    result = negotiate(offer, local_address=connection.host, local_port=audio.port,
-                       supported=supported, session_id=origin.session_id,
-                       session_version=origin.session_version, local_direction=local_direction,
-                       username=origin.username)
+    result = negotiate(
+        offer,
+        local_address=connection.host,
+        local_port=audio.port,
+        supported=supported,
+        session_id=origin.session_id,
+        session_version=origin.session_version,
+        local_direction=local_direction,
+        username=origin.username,
+    )
     if result.answer == previous_answer:
         return result
-    bumped = replace(result.answer,
-                     origin=replace(result.answer.origin,
-                                    session_version=origin.session_version + 1))
+    bumped = replace(
+        result.answer,
+        origin=replace(result.answer.origin, session_version=origin.session_version + 1),
+    )
     return replace(result, answer=bumped)
 
 
@@ -883,8 +923,9 @@ def build_offer(
         origin=Origin(username, session_id, session_version, "IN", addrtype, local_address),
         session_name="-",
         connection=Connection("IN", addrtype, local_address),
-        media=(Media("audio", local_port, "RTP/AVP", tuple(formats),
-                     attributes=tuple(attributes)),),
+        media=(
+            Media("audio", local_port, "RTP/AVP", tuple(formats), attributes=tuple(attributes)),
+        ),
     )
 
 

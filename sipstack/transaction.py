@@ -234,8 +234,16 @@ def server_key(request: Request) -> tuple[str, ...]:
     if branch.startswith(MAGIC_COOKIE):
         return (branch, via.host.lower(), str(via.port or ""), method)
     to_tag = request.to.tag or "" if request.method != "ACK" else ""
-    return ("2543", request.uri, request.from_.tag or "", to_tag, request.call_id,
-            str(request.cseq.number), str(via), method)
+    return (
+        "2543",
+        request.uri,
+        request.from_.tag or "",
+        to_tag,
+        request.call_id,
+        str(request.cseq.number),
+        str(via),
+        method,
+    )
 
 
 def client_key(branch: str, method: str) -> tuple[str, ...]:
@@ -255,8 +263,7 @@ def response_flow(request: Request, flow: Flow) -> Flow:
     rport = via.param("rport")
     if rport:
         return Flow(flow.transport, (host.strip("[]"), int(rport)), flow.connection, flow.local)
-    return Flow(flow.transport, (host.strip("[]"), via.port or 5060), flow.connection,
-                flow.local)
+    return Flow(flow.transport, (host.strip("[]"), via.port or 5060), flow.connection, flow.local)
 
 
 def stamp_via(request: Request, flow: Flow) -> None:
@@ -355,8 +362,11 @@ class TransactionLayer:
         txn = self._transactions.get(client_key(via.branch or "", cseq.method))
         if txn is None:
             if cseq.method == "INVITE" and 200 <= response.status_code < 300:
-                self._events.append(ResponseReceived(
-                    response=response, transaction_id=None, flow=flow, received_at=now))
+                self._events.append(
+                    ResponseReceived(
+                        response=response, transaction_id=None, flow=flow, received_at=now
+                    )
+                )
             return  # stray response: dropped (§18.1.2)
         if txn.machine == "ict":
             self._ict_response(txn, response, flow, now)
@@ -396,7 +406,8 @@ class TransactionLayer:
         event = _response_input(response.status_code)
         if txn.state in (State.COMPLETED, State.CONFIRMED, State.TERMINATED):
             raise LocalProtocolError(
-                f"transaction {transaction_id} already answered with a final response")
+                f"transaction {transaction_id} already answered with a final response"
+            )
         state = txn.advance(event)  # a fresh name: mypy would keep the narrowing above
         data = bytes(response)
         txn.last_response_bytes = data
@@ -431,8 +442,10 @@ class TransactionLayer:
         the client SHOULD then consider the original transaction cancelled and SHOULD
         destroy the client transaction handling the original request." Re-arms Timer B."""
         txn = self._by_id.get(transaction_id)
-        if txn is not None and txn.machine == "ict" and txn.state in (
-            State.CALLING, State.PROCEEDING
+        if (
+            txn is not None
+            and txn.machine == "ict"
+            and txn.state in (State.CALLING, State.PROCEEDING)
         ):
             self._arm(txn, "B", now + self.timers.timeout_seconds)
 
@@ -447,10 +460,10 @@ class TransactionLayer:
 
     # ---- internals --------------------------------------------------------------------------
 
-    def _create(self, machine: str, key: tuple[str, ...], request: Request, flow: Flow,
-                state: State) -> Transaction:
-        txn = Transaction(self._next_id, machine, key, request, flow, state,
-                          method=request.method)
+    def _create(
+        self, machine: str, key: tuple[str, ...], request: Request, flow: Flow, state: State
+    ) -> Transaction:
+        txn = Transaction(self._next_id, machine, key, request, flow, state, method=request.method)
         self._next_id += 1
         self._transactions[key] = txn
         self._by_id[txn.id] = txn
@@ -466,9 +479,11 @@ class TransactionLayer:
         self._by_id.pop(txn.id, None)
         txn.state = State.TERMINATED
         if timed_out:
-            self._events.append(TransactionTimedOut(
-                transaction_id=txn.id, method=txn.method, server=txn.server,
-                reason=timed_out))
+            self._events.append(
+                TransactionTimedOut(
+                    transaction_id=txn.id, method=txn.method, server=txn.server, reason=timed_out
+                )
+            )
         else:
             self._events.append(TransactionTerminated(transaction_id=txn.id, server=txn.server))
 
@@ -477,9 +492,7 @@ class TransactionLayer:
         ACCEPTED (RFC 6026) the INVITE is absorbed and the TU keeps retransmitting its 2xx."""
         if txn.state is State.ACCEPTED:
             return
-        if txn.last_response_bytes is not None and txn.state in (
-            State.PROCEEDING, State.COMPLETED
-        ):
+        if txn.last_response_bytes is not None and txn.state in (State.PROCEEDING, State.COMPLETED):
             dest = txn.response_dest
             if dest is None:
                 assert txn.request is not None
@@ -498,8 +511,7 @@ class TransactionLayer:
         elif txn.state is State.ACCEPTED:
             self._events.append(AckReceived(request=ack, flow=flow, received_at=now))
 
-    def _ict_response(self, txn: Transaction, response: Response, flow: Flow,
-                      now: float) -> None:
+    def _ict_response(self, txn: Transaction, response: Response, flow: Flow, now: float) -> None:
         event = _response_input(response.status_code)
         previous = txn.state
         if previous is State.COMPLETED and event is Input.FAILURE:
@@ -509,9 +521,11 @@ class TransactionLayer:
             return
         if previous is State.ACCEPTED and event is not Input.SUCCESS:
             return
-        if (previous, event) in ((State.COMPLETED, Input.PROVISIONAL),
-                                 (State.COMPLETED, Input.SUCCESS),
-                                 (State.ACCEPTED, Input.PROVISIONAL)):
+        if (previous, event) in (
+            (State.COMPLETED, Input.PROVISIONAL),
+            (State.COMPLETED, Input.SUCCESS),
+            (State.ACCEPTED, Input.PROVISIONAL),
+        ):
             return
         txn.advance(event)
         self._heap.cancel((txn.id, "A"))
@@ -529,11 +543,11 @@ class TransactionLayer:
         elif txn.state is State.ACCEPTED and previous is not State.ACCEPTED:
             self._heap.cancel((txn.id, "B"))
             self._arm(txn, "M", now + self.timers.timeout_seconds)  # RFC 6026 §7.2
-        self._events.append(ResponseReceived(
-            response=response, transaction_id=txn.id, flow=flow, received_at=now))
+        self._events.append(
+            ResponseReceived(response=response, transaction_id=txn.id, flow=flow, received_at=now)
+        )
 
-    def _nict_response(self, txn: Transaction, response: Response, flow: Flow,
-                       now: float) -> None:
+    def _nict_response(self, txn: Transaction, response: Response, flow: Flow, now: float) -> None:
         if txn.state is State.COMPLETED:
             return  # §17.1.2.2: retransmitted final responses are absorbed
         event = _response_input(response.status_code)
@@ -546,8 +560,9 @@ class TransactionLayer:
             self._heap.cancel((txn.id, "F"))
             # Timer K = T4 for unreliable transports, zero for reliable.
             self._arm(txn, "K", now + (0.0 if txn.flow.reliable else self.timers.t4_seconds))
-        self._events.append(ResponseReceived(
-            response=response, transaction_id=txn.id, flow=flow, received_at=now))
+        self._events.append(
+            ResponseReceived(response=response, transaction_id=txn.id, flow=flow, received_at=now)
+        )
 
     def _on_timer(self, txn: Transaction, name: str, now: float) -> None:
         t2 = self.timers.t2_seconds
@@ -567,7 +582,8 @@ class TransactionLayer:
         elif name == "G":  # §17.2.1: retransmit the error response, G = min(2G, T2)
             if txn.state is State.COMPLETED and txn.last_response_bytes:
                 self._outgoing.append(
-                    Outgoing(txn.last_response_bytes, txn.response_dest or txn.flow))
+                    Outgoing(txn.last_response_bytes, txn.response_dest or txn.flow)
+                )
                 txn.retransmit_interval = min(2 * txn.retransmit_interval, t2)
                 self._arm(txn, "G", now + txn.retransmit_interval)
         elif name in ("B", "F"):

@@ -151,9 +151,17 @@ class MessageRejected:
 
 
 Event = (
-    InviteReceived | InviteCancelled | CallEstablished | ProgressReceived | CallFailed
-    | CallTerminated | ReinviteReceived | InDialogRequestReceived | InDialogResponseReceived
-    | RequestReceived | MessageRejected
+    InviteReceived
+    | InviteCancelled
+    | CallEstablished
+    | ProgressReceived
+    | CallFailed
+    | CallTerminated
+    | ReinviteReceived
+    | InDialogRequestReceived
+    | InDialogResponseReceived
+    | RequestReceived
+    | MessageRejected
 )
 
 
@@ -174,15 +182,26 @@ class LegState(enum.Enum):
 
 L = LegState
 #: legal leg transitions (one table, per STYLE.md); anything else is a LocalProtocolError.
-LEG_TRANSITIONS: frozenset[tuple[LegState, LegState]] = frozenset({
-    (L.INCOMING, L.EARLY), (L.INCOMING, L.ANSWERED), (L.INCOMING, L.TERMINATED),
-    (L.EARLY, L.EARLY), (L.EARLY, L.ANSWERED), (L.EARLY, L.TERMINATED),
-    (L.EARLY, L.CONFIRMED),
-    (L.CALLING, L.EARLY), (L.CALLING, L.CONFIRMED), (L.CALLING, L.TERMINATED),
-    (L.ANSWERED, L.CONFIRMED), (L.ANSWERED, L.TERMINATING), (L.ANSWERED, L.TERMINATED),
-    (L.CONFIRMED, L.TERMINATING), (L.CONFIRMED, L.TERMINATED),
-    (L.TERMINATING, L.TERMINATED),
-})
+LEG_TRANSITIONS: frozenset[tuple[LegState, LegState]] = frozenset(
+    {
+        (L.INCOMING, L.EARLY),
+        (L.INCOMING, L.ANSWERED),
+        (L.INCOMING, L.TERMINATED),
+        (L.EARLY, L.EARLY),
+        (L.EARLY, L.ANSWERED),
+        (L.EARLY, L.TERMINATED),
+        (L.EARLY, L.CONFIRMED),
+        (L.CALLING, L.EARLY),
+        (L.CALLING, L.CONFIRMED),
+        (L.CALLING, L.TERMINATED),
+        (L.ANSWERED, L.CONFIRMED),
+        (L.ANSWERED, L.TERMINATING),
+        (L.ANSWERED, L.TERMINATED),
+        (L.CONFIRMED, L.TERMINATING),
+        (L.CONFIRMED, L.TERMINATED),
+        (L.TERMINATING, L.TERMINATED),
+    }
+)
 del L
 
 
@@ -225,16 +244,26 @@ class _Pending2xx:
 @dataclass(frozen=True, slots=True)
 class UaSettings:
     user_agent: str = "switchhook/0.1"
-    allow: tuple[str, ...] = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "REFER",
-                              "NOTIFY", "REGISTER")
+    allow: tuple[str, ...] = (
+        "INVITE",
+        "ACK",
+        "CANCEL",
+        "BYE",
+        "OPTIONS",
+        "INFO",
+        "REFER",
+        "NOTIFY",
+        "REGISTER",
+    )
     accept: tuple[str, ...] = ("application/sdp", "application/dtmf-relay")
     supported: tuple[str, ...] = ()
     contact_user: str = "switchhook"
     advertised_host: str | None = None  # host for Via/Contact when it differs from the local
 
 
-_IN_DIALOG_TO_APP = frozenset({"INFO", "REFER", "NOTIFY", "MESSAGE", "UPDATE", "PRACK",
-                               "SUBSCRIBE"})
+_IN_DIALOG_TO_APP = frozenset(
+    {"INFO", "REFER", "NOTIFY", "MESSAGE", "UPDATE", "PRACK", "SUBSCRIBE"}
+)
 
 
 class UserAgent:
@@ -282,8 +311,9 @@ class UserAgent:
             self._drain_transactions(now)
         except SipError as exc:
             status = exc.status_code if isinstance(exc, RemoteProtocolError) else 500
-            self._events.append(MessageRejected(flow=flow, error=str(exc),
-                                                status_code=status, answered=False))
+            self._events.append(
+                MessageRejected(flow=flow, error=str(exc), status_code=status, answered=False)
+            )
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
@@ -292,8 +322,9 @@ class UserAgent:
         return self.transactions.datagrams_to_send()
 
     def get_timer(self) -> float | None:
-        deadlines = [d for d in (self._heap.next_deadline(), self.transactions.get_timer())
-                     if d is not None]
+        deadlines = [
+            d for d in (self._heap.next_deadline(), self.transactions.get_timer()) if d is not None
+        ]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
@@ -313,8 +344,16 @@ class UserAgent:
 
     # ---- commands: UAS ----------------------------------------------------------------------
 
-    def ring(self, leg_id: int, now: float, *, status_code: int = 180, body: bytes = b"",
-             content_type: str = "application/sdp", headers: Headers = ()) -> None:
+    def ring(
+        self,
+        leg_id: int,
+        now: float,
+        *,
+        status_code: int = 180,
+        body: bytes = b"",
+        content_type: str = "application/sdp",
+        headers: Headers = (),
+    ) -> None:
         leg = self._uas_leg(leg_id)
         if not 100 < status_code < 200:
             raise LocalProtocolError("ring() sends a provisional response")
@@ -324,31 +363,58 @@ class UserAgent:
         self._respond_invite(leg, status_code, None, extra, body, now)
         leg.move(LegState.EARLY)
 
-    def answer(self, leg_id: int, body: bytes, now: float, *,
-               content_type: str = "application/sdp", headers: Headers = ()) -> None:
+    def answer(
+        self,
+        leg_id: int,
+        body: bytes,
+        now: float,
+        *,
+        content_type: str = "application/sdp",
+        headers: Headers = (),
+    ) -> None:
         """Send 2xx and keep retransmitting it until ACK (§13.3.1.4)."""
         leg = self._uas_leg(leg_id)
         contact = self._contact(leg.flow)
         extra = [*headers, ("Contact", contact), ("Content-Type", content_type)]
         response = self._respond_invite(leg, 200, None, extra, body, now)
-        leg.dialog = Dialog.as_uas(leg.invite, local_tag=leg.local_tag, flow=leg.flow,
-                                   local_contact=contact, local_seq=self.rng.randrange(1, 2**16))
+        leg.dialog = Dialog.as_uas(
+            leg.invite,
+            local_tag=leg.local_tag,
+            flow=leg.flow,
+            local_contact=contact,
+            local_seq=self.rng.randrange(1, 2**16),
+        )
         leg.dialog.state = DialogState.CONFIRMED
         self._legs_by_dialog[_dialog_key(leg.dialog)] = leg.id
         leg.move(LegState.ANSWERED)
         self._start_2xx_retransmission(leg, response, now)
 
-    def reject(self, leg_id: int, status_code: int, now: float, *, reason: str | None = None,
-               headers: Headers = ()) -> None:
+    def reject(
+        self,
+        leg_id: int,
+        status_code: int,
+        now: float,
+        *,
+        reason: str | None = None,
+        headers: Headers = (),
+    ) -> None:
         leg = self._uas_leg(leg_id)
         if status_code < 300:
             raise LocalProtocolError("reject() needs a 3xx-6xx status")
         self._respond_invite(leg, status_code, reason, list(headers), b"", now)
         self._end_leg(leg)
 
-    def respond(self, transaction_id: int, status_code: int, now: float, *,
-                reason: str | None = None, headers: Headers = (), body: bytes = b"",
-                content_type: str | None = None) -> None:
+    def respond(
+        self,
+        transaction_id: int,
+        status_code: int,
+        now: float,
+        *,
+        reason: str | None = None,
+        headers: Headers = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> None:
         """Answer a server transaction reported by RequestReceived, ReinviteReceived or
         InDialogRequestReceived."""
         txn = self.transactions.get(transaction_id)
@@ -365,22 +431,29 @@ class UserAgent:
             to_tag = self._new_tag()
         if request.method == "INVITE" and leg is not None and 200 <= status_code < 300:
             extra.append(("Contact", self._contact(leg.flow)))
-        response = make_response(request, status_code, reason, to_tag=to_tag,
-                                 headers=self._common_headers(extra), body=body)
+        response = make_response(
+            request,
+            status_code,
+            reason,
+            to_tag=to_tag,
+            headers=self._common_headers(extra),
+            body=body,
+        )
         self.transactions.send_response(transaction_id, response, now)
         if status_code >= 200:
             self._leg_by_server_txn.pop(transaction_id, None)
             if leg is not None and request.method == "INVITE":
                 leg.pending_reinvite = None
                 if status_code < 300:
-                    self._start_2xx_retransmission(leg, response, now,
-                                                   request=request, flow=flow)
+                    self._start_2xx_retransmission(leg, response, now, request=request, flow=flow)
         self._drain_transactions(now)
 
     def options_headers(self) -> list[tuple[str, str]]:
         """§11.2: what an OPTIONS 200 advertises."""
-        out = [("Allow", ", ".join(self.settings.allow)),
-               ("Accept", ", ".join(self.settings.accept))]
+        out = [
+            ("Allow", ", ".join(self.settings.allow)),
+            ("Accept", ", ".join(self.settings.accept)),
+        ]
         if self.settings.supported:
             out.append(("Supported", ", ".join(self.settings.supported)))
         return out
@@ -404,8 +477,16 @@ class UserAgent:
             return
         self._send_bye(leg, now, reason)
 
-    def send_in_dialog(self, leg_id: int, method: str, now: float, *, headers: Headers = (),
-                       body: bytes = b"", content_type: str | None = None) -> int:
+    def send_in_dialog(
+        self,
+        leg_id: int,
+        method: str,
+        now: float,
+        *,
+        headers: Headers = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> int:
         """Send INFO, REFER, NOTIFY or a re-INVITE in the leg's dialog."""
         leg = self._legs.get(leg_id)
         if leg is None or leg.dialog is None or leg.state is not LegState.CONFIRMED:
@@ -421,10 +502,20 @@ class UserAgent:
 
     # ---- commands: UAC ----------------------------------------------------------------------
 
-    def invite(self, *, request_uri: str, from_uri: str, to_uri: str, flow: Flow, now: float,
-               body: bytes = b"", content_type: str = "application/sdp",
-               headers: Headers = (), call_id: str | None = None,
-               credentials: tuple[str, str] | None = None) -> int:
+    def invite(
+        self,
+        *,
+        request_uri: str,
+        from_uri: str,
+        to_uri: str,
+        flow: Flow,
+        now: float,
+        body: bytes = b"",
+        content_type: str = "application/sdp",
+        headers: Headers = (),
+        call_id: str | None = None,
+        credentials: tuple[str, str] | None = None,
+    ) -> int:
         """Place a call (§13.2.1). Returns the leg id; events tell what happens.
 
         With ``credentials`` (username, password), a 401/407 challenge is answered once by
@@ -487,9 +578,14 @@ class UserAgent:
                 if isinstance(event, tx.RequestReceived):
                     self._answer_error(event.transaction_id, exc.status_code, exc.reason, now)
                 if flow is not None:
-                    self._events.append(MessageRejected(
-                        flow=flow, error=str(exc), status_code=exc.status_code,
-                        answered=isinstance(event, tx.RequestReceived)))
+                    self._events.append(
+                        MessageRejected(
+                            flow=flow,
+                            error=str(exc),
+                            status_code=exc.status_code,
+                            answered=isinstance(event, tx.RequestReceived),
+                        )
+                    )
 
     def _on_transaction_event(self, event: tx.TransactionEvent, now: float) -> None:
         if isinstance(event, tx.RequestReceived):
@@ -515,8 +611,11 @@ class UserAgent:
             # §19.1.1 Table 1: headers are not allowed in a Request-URI (RFC 4475 escruri).
             raise RemoteProtocolError("headers in the Request-URI", reason="Bad Request-URI")
         if method not in ("CANCEL",):
-            unsupported = [opt for opt in _options(request.headers.get_all("Require"))
-                           if opt not in self.settings.supported]
+            unsupported = [
+                opt
+                for opt in _options(request.headers.get_all("Require"))
+                if opt not in self.settings.supported
+            ]
             if unsupported:
                 # §8.2.2.3: 420 listing what we do not support.
                 self.respond(tid, 420, now, headers=[("Unsupported", ", ".join(unsupported))])
@@ -529,8 +628,11 @@ class UserAgent:
         elif method == "INVITE":
             self._on_new_invite(event, now)
         else:
-            self._events.append(RequestReceived(transaction_id=tid, request=request,
-                                                flow=event.flow, received_at=now))
+            self._events.append(
+                RequestReceived(
+                    transaction_id=tid, request=request, flow=event.flow, received_at=now
+                )
+            )
 
     def _on_new_invite(self, event: tx.RequestReceived, now: float) -> None:
         request = event.request
@@ -539,13 +641,21 @@ class UserAgent:
         # §8.2.6.1 / §17.2.1: send 100 Trying right away so the caller stops retransmitting.
         trying = make_response(request, 100, headers=self._common_headers(()))
         self.transactions.send_response(event.transaction_id, trying, now)
-        leg = Leg(self._next_leg, True, request, event.flow, LegState.INCOMING,
-                  self._new_tag(), invite_transaction=event.transaction_id)
+        leg = Leg(
+            self._next_leg,
+            True,
+            request,
+            event.flow,
+            LegState.INCOMING,
+            self._new_tag(),
+            invite_transaction=event.transaction_id,
+        )
         self._next_leg += 1
         self._legs[leg.id] = leg
         self._leg_by_server_txn[event.transaction_id] = leg.id
-        self._events.append(InviteReceived(leg_id=leg.id, request=request, flow=event.flow,
-                                           received_at=now))
+        self._events.append(
+            InviteReceived(leg_id=leg.id, request=request, flow=event.flow, received_at=now)
+        )
 
     def _on_cancel(self, request: Request, tid: int, now: float) -> None:
         invite_txn = self.transactions.find_invite_server_transaction(request)
@@ -555,8 +665,10 @@ class UserAgent:
         self.respond(tid, 200, now)
         leg_id = self._leg_by_server_txn.get(invite_txn.id)
         leg = self._legs.get(leg_id) if leg_id is not None else None
-        if leg is not None and leg.invite_transaction == invite_txn.id and leg.state in (
-            LegState.INCOMING, LegState.EARLY
+        if (
+            leg is not None
+            and leg.invite_transaction == invite_txn.id
+            and leg.state in (LegState.INCOMING, LegState.EARLY)
         ):
             # §9.2: the UAS SHOULD respond to the INVITE with 487 (Request Terminated).
             self._respond_invite(leg, 487, None, [], b"", now)
@@ -579,14 +691,16 @@ class UserAgent:
             self.respond(tid, 200, now)
             self._stop_2xx_for_leg(leg)
             self._end_leg(leg)
-            self._events.append(CallTerminated(leg_id=leg.id, ended_by=EndedBy.REMOTE,
-                                               reason="BYE"))
+            self._events.append(
+                CallTerminated(leg_id=leg.id, ended_by=EndedBy.REMOTE, reason="BYE")
+            )
             return
         if method == "INVITE":
             if leg.pending_reinvite is not None:
                 # §14.2: an INVITE while one is pending -> 500 with Retry-After 0-10 s.
-                self.respond(tid, 500, now, headers=[("Retry-After",
-                                                      str(self.rng.randrange(0, 11)))])
+                self.respond(
+                    tid, 500, now, headers=[("Retry-After", str(self.rng.randrange(0, 11)))]
+                )
                 return
             if any(m == "INVITE" for m in leg.client_requests.values()):
                 self.respond(tid, 491, now)  # §14.2: glare
@@ -596,13 +710,15 @@ class UserAgent:
                 dialog.remote_target = contacts[0].uri  # §12.2.2 target refresh
             leg.pending_reinvite = tid
             self._leg_by_server_txn[tid] = leg.id
-            self._events.append(ReinviteReceived(leg_id=leg.id, transaction_id=tid,
-                                                 request=request))
+            self._events.append(
+                ReinviteReceived(leg_id=leg.id, transaction_id=tid, request=request)
+            )
             return
         if method in _IN_DIALOG_TO_APP:
             self._leg_by_server_txn[tid] = leg.id
-            self._events.append(InDialogRequestReceived(leg_id=leg.id, transaction_id=tid,
-                                                        request=request))
+            self._events.append(
+                InDialogRequestReceived(leg_id=leg.id, transaction_id=tid, request=request)
+            )
             return
         self.respond(tid, 405, now, headers=[("Allow", ", ".join(self.settings.allow))])
 
@@ -635,16 +751,20 @@ class UserAgent:
         elif method == "BYE":
             if response.status_code >= 200:
                 self._end_leg(leg)
-                self._events.append(CallTerminated(leg_id=leg.id, ended_by=EndedBy.LOCAL,
-                                                   reason=f"BYE {response.status_code}"))
+                self._events.append(
+                    CallTerminated(
+                        leg_id=leg.id, ended_by=EndedBy.LOCAL, reason=f"BYE {response.status_code}"
+                    )
+                )
         elif method is not None and response.status_code >= 200:
             if method == "INVITE" and response.status_code < 300 and leg.dialog is not None:
                 if leg.reinvite is not None and not self._send_ack(
                     leg, leg.reinvite.cseq.number, now
                 ):
                     return  # §13.2.2.4: a retransmitted 2xx is ACKed again, not reported
-            self._events.append(InDialogResponseReceived(leg_id=leg.id, method=method,
-                                                         response=response))
+            self._events.append(
+                InDialogResponseReceived(leg_id=leg.id, method=method, response=response)
+            )
 
     def _on_invite_response(self, leg: Leg, response: Response, flow: Flow, now: float) -> None:
         code = response.status_code
@@ -671,8 +791,11 @@ class UserAgent:
             if code in (401, 407) and self._retry_with_credentials(leg, response, now):
                 return
             self._end_leg(leg)
-            self._events.append(CallFailed(leg_id=leg.id, status_code=code,
-                                           reason=response.reason, response=response))
+            self._events.append(
+                CallFailed(
+                    leg_id=leg.id, status_code=code, reason=response.reason, response=response
+                )
+            )
 
     def _retry_with_credentials(self, leg: Leg, response: Response, now: float) -> bool:
         """§22.2: answer a 401/407 by re-sending the INVITE with credentials."""
@@ -695,16 +818,21 @@ class UserAgent:
         h = request.headers
         h.add("Via", self._via(leg.flow))
         for name, value in old.headers:
-            if name in ("Via", "CSeq", "Authorization", "Proxy-Authorization",
-                        "Content-Length"):
+            if name in ("Via", "CSeq", "Authorization", "Proxy-Authorization", "Content-Length"):
                 continue
             h.add(name, value)
         cseq = old.cseq.number + 1
         h.add("CSeq", f"{cseq} INVITE")
         username, password = leg.credentials
         value = auth.build_authorization(
-            challenge, method="INVITE", uri=old.uri, username=username, password=password,
-            cnonce=f"{self.rng.getrandbits(64):016x}", body=old.body)
+            challenge,
+            method="INVITE",
+            uri=old.uri,
+            username=username,
+            password=password,
+            cnonce=f"{self.rng.getrandbits(64):016x}",
+            body=old.body,
+        )
         h.add("Authorization" if response.status_code == 401 else "Proxy-Authorization", value)
         request.body = old.body
         self._leg_by_client_txn.pop(leg.invite_transaction or -1, None)
@@ -725,29 +853,41 @@ class UserAgent:
             return
         if event.transaction_id == leg.invite_transaction:
             self._end_leg(leg)
-            self._events.append(CallFailed(leg_id=leg.id, status_code=408,
-                                           reason="Request Timeout"))
+            self._events.append(
+                CallFailed(leg_id=leg.id, status_code=408, reason="Request Timeout")
+            )
         elif event.method == "BYE":
             self._end_leg(leg)
-            self._events.append(CallTerminated(leg_id=leg.id, ended_by=EndedBy.LOCAL,
-                                               reason="BYE timed out"))
+            self._events.append(
+                CallTerminated(leg_id=leg.id, ended_by=EndedBy.LOCAL, reason="BYE timed out")
+            )
         else:
-            self._events.append(InDialogResponseReceived(leg_id=leg.id, method=event.method,
-                                                         response=None, timed_out=True))
+            self._events.append(
+                InDialogResponseReceived(
+                    leg_id=leg.id, method=event.method, response=None, timed_out=True
+                )
+            )
 
     # ---- 2xx reliability (§13.3.1.4 UAS, §13.2.2.4 UAC) -------------------------------------
 
-    def _start_2xx_retransmission(self, leg: Leg, response: Response, now: float, *,
-                                  request: Request | None = None,
-                                  flow: Flow | None = None) -> None:
+    def _start_2xx_retransmission(
+        self,
+        leg: Leg,
+        response: Response,
+        now: float,
+        *,
+        request: Request | None = None,
+        flow: Flow | None = None,
+    ) -> None:
         """``request``/``flow``: the INVITE answered (default: the leg's initial INVITE). A
         re-INVITE's 2xx goes where that re-INVITE came from (its Via), never to the leg's
         first INVITE, which on a UAC leg is our own request."""
         key = (response.call_id, response.cseq.number)
         t1 = self.timers.t1_seconds
         dest = tx.response_flow(request or leg.invite, flow or leg.flow)
-        self._pending_2xx[key] = _Pending2xx(leg.id, bytes(response), dest, t1,
-                                             now + self.timers.timeout_seconds)
+        self._pending_2xx[key] = _Pending2xx(
+            leg.id, bytes(response), dest, t1, now + self.timers.timeout_seconds
+        )
         self._heap.arm(("2xx", key), now + t1)
 
     def _retransmit_2xx(self, key: tuple[str, int], now: float) -> None:
@@ -798,8 +938,9 @@ class UserAgent:
 
     # ---- helpers ----------------------------------------------------------------------------
 
-    def _send_bye(self, leg: Leg, now: float, reason: str | None,
-                  ended_by: EndedBy = EndedBy.LOCAL) -> None:
+    def _send_bye(
+        self, leg: Leg, now: float, reason: str | None, ended_by: EndedBy = EndedBy.LOCAL
+    ) -> None:
         assert leg.dialog is not None
         bye = leg.dialog.build_request("BYE", via=self._via(leg.dialog.flow))
         self._finish_request(bye, _reason_header(reason), b"", None)
@@ -808,8 +949,11 @@ class UserAgent:
         self._leg_by_client_txn[txn_id] = leg.id
         leg.move(LegState.TERMINATING)
         if ended_by is EndedBy.NO_ACK:
-            self._events.append(CallTerminated(leg_id=leg.id, ended_by=EndedBy.NO_ACK,
-                                               reason="2xx not acknowledged"))
+            self._events.append(
+                CallTerminated(
+                    leg_id=leg.id, ended_by=EndedBy.NO_ACK, reason="2xx not acknowledged"
+                )
+            )
             leg.client_requests[txn_id] = "BYE-noack"
 
     def _end_leg(self, leg: Leg) -> None:
@@ -842,11 +986,24 @@ class UserAgent:
             raise LocalProtocolError(f"leg {leg_id} cannot be answered now")
         return leg
 
-    def _respond_invite(self, leg: Leg, status_code: int, reason: str | None,
-                        headers: list[tuple[str, str]], body: bytes, now: float) -> Response:
+    def _respond_invite(
+        self,
+        leg: Leg,
+        status_code: int,
+        reason: str | None,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        now: float,
+    ) -> Response:
         assert leg.invite_transaction is not None
-        response = make_response(leg.invite, status_code, reason, to_tag=leg.local_tag,
-                                 headers=self._common_headers(headers), body=body)
+        response = make_response(
+            leg.invite,
+            status_code,
+            reason,
+            to_tag=leg.local_tag,
+            headers=self._common_headers(headers),
+            body=body,
+        )
         self.transactions.send_response(leg.invite_transaction, response, now)
         return response
 
@@ -860,8 +1017,13 @@ class UserAgent:
         if leg_id is not None and (leg := self._legs.get(leg_id)) is not None:
             self._end_leg(leg)
         try:
-            response = make_response(txn.request, status_code, reason, to_tag=self._new_tag(),
-                                     headers=self._common_headers(()))
+            response = make_response(
+                txn.request,
+                status_code,
+                reason,
+                to_tag=self._new_tag(),
+                headers=self._common_headers(()),
+            )
             self.transactions.send_response(tid, response, now)
         except SipError:
             pass  # the request's own headers are unusable: nothing can be answered
@@ -871,24 +1033,33 @@ class UserAgent:
         answered = False
         answerable = exc.answerable
         if isinstance(answerable, Answerable) and answerable.method != "ACK":
-            request = Request(method=answerable.method, uri="sip:invalid",
-                              headers=answerable.headers)
+            request = Request(
+                method=answerable.method, uri="sip:invalid", headers=answerable.headers
+            )
             try:
                 tx.stamp_via(request, flow)
                 dest = tx.response_flow(request, flow)
             except SipError:
                 dest = flow  # the top Via itself is broken: answer where it came from
             try:
-                response = make_response(request, exc.status_code, exc.reason,
-                                         to_tag=self._new_tag(),
-                                         headers=self._common_headers(()))
+                response = make_response(
+                    request,
+                    exc.status_code,
+                    exc.reason,
+                    to_tag=self._new_tag(),
+                    headers=self._common_headers(()),
+                )
             except SipError:  # unparseable To: copied as it is, without a tag
-                response = make_response(request, exc.status_code, exc.reason,
-                                         headers=self._common_headers(()))
+                response = make_response(
+                    request, exc.status_code, exc.reason, headers=self._common_headers(())
+                )
             self.transactions.send_stateless(bytes(response), dest)
             answered = True
-        self._events.append(MessageRejected(flow=flow, error=str(exc),
-                                            status_code=exc.status_code, answered=answered))
+        self._events.append(
+            MessageRejected(
+                flow=flow, error=str(exc), status_code=exc.status_code, answered=answered
+            )
+        )
 
     def _common_headers(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         return [*headers, ("Server", self.settings.user_agent)]
@@ -896,8 +1067,9 @@ class UserAgent:
     def _common_headers_into(self, request: Request) -> None:
         request.headers.add("User-Agent", self.settings.user_agent)
 
-    def _finish_request(self, request: Request, headers: Headers, body: bytes,
-                        content_type: str | None) -> None:
+    def _finish_request(
+        self, request: Request, headers: Headers, body: bytes, content_type: str | None
+    ) -> None:
         for name, value in headers:
             request.headers.add(name, value)
         self._common_headers_into(request)

@@ -130,8 +130,11 @@ class Uri:
             raise UriError(f"whitespace in URI {text[:80]!r}")
         scheme = scheme.lower()
         if scheme not in _SCHEMES:
-            raise UriError(f"unsupported URI scheme in {text[:80]!r}", status_code=416,
-                           reason="Unsupported URI Scheme")
+            raise UriError(
+                f"unsupported URI scheme in {text[:80]!r}",
+                status_code=416,
+                reason="Unsupported URI Scheme",
+            )
         if scheme == "tel":
             number, _, params = rest.partition(";")
             if not number:
@@ -240,8 +243,12 @@ class NameAddr:
                 # §20.10 LAQUOT addr-spec RAQUOT: no LWS inside (RFC 4475 badaspec).
                 raise UriError(f"whitespace inside <> in {text[:80]!r}")
             uri = Uri.parse(raw_uri)
-            return cls(uri=uri, display_name=display or None,
-                       params=parse_params(text[gt + 1 :]), raw_uri=raw_uri)
+            return cls(
+                uri=uri,
+                display_name=display or None,
+                params=parse_params(text[gt + 1 :]),
+                raw_uri=raw_uri,
+            )
         # addr-spec: header params start at the first ';' (RFC 3261 §20.10).
         uri_text, _, params = text.partition(";")
         if "?" in uri_text or "," in uri_text:

@@ -66,7 +66,6 @@ Name = Annotated[str, Field(pattern=_NAME)]
 """Agent ids, queue names and team names: they appear in logs, metrics labels and SIP headers."""
 
 
-
 Text = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(no_control_chars)]
 
 MIN_SPEED = 0.5
@@ -502,7 +501,8 @@ class AgentRegistrar(_Model):
 
     realm: Annotated[str, Field(min_length=1, max_length=64)] = "switchhook"
     algorithms: tuple[Literal["SHA-256", "MD5"], ...] = Field(
-        default=("SHA-256", "MD5"), min_length=1)
+        default=("SHA-256", "MD5"), min_length=1
+    )
     min_expires_seconds: int = Field(default=60, ge=1, le=3600)
     max_expires_seconds: int = Field(default=3600, ge=1, le=86400)
     default_expires_seconds: int = Field(default=3600, ge=1, le=86400)

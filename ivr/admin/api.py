@@ -73,6 +73,7 @@ def route(method: str, template: str) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         ROUTES.append(Route(method, template, handler))
         return handler
+
     return register
 
 
@@ -80,8 +81,9 @@ class AdminApi:
     def __init__(self, supervision: Supervision) -> None:
         self.sup = supervision
 
-    async def handle(self, method: str, target: str, headers: dict[str, str],
-                     body: bytes) -> ApiResponse:
+    async def handle(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> ApiResponse:
         parts = urlsplit(target)
         path = parts.path.rstrip("/") or "/"
         if method == "GET" and path == "/openapi.json":
@@ -95,8 +97,11 @@ class AdminApi:
             return ApiResponse(405, {"error": f"{method} not allowed"}, (("Allow", allowed),))
         user = self._authenticate(headers.get("authorization", ""))
         if user is None:
-            return ApiResponse(401, {"error": "a valid bearer token is required"},
-                               (("WWW-Authenticate", 'Bearer realm="switchhook"'),))
+            return ApiResponse(
+                401,
+                {"error": "a valid bearer token is required"},
+                (("WWW-Authenticate", 'Bearer realm="switchhook"'),),
+            )
         try:
             payload = json.loads(body) if body.strip() else {}
         except (ValueError, UnicodeDecodeError):
@@ -105,8 +110,9 @@ class AdminApi:
             return _error(400, "the body must be a JSON object")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         r, m = chosen
-        request = Request(method, path, {k: unquote(v) for k, v in m.groupdict().items()},
-                          query, payload, user)
+        request = Request(
+            method, path, {k: unquote(v) for k, v in m.groupdict().items()}, query, payload, user
+        )
         try:
             return await r.handler(self, request)
         except ApiError as exc:
@@ -232,9 +238,16 @@ async def start_monitor(api: AdminApi, request: Request) -> ApiResponse:
 async def list_monitors(api: AdminApi, request: Request) -> ApiResponse:
     _need(request.user, Permission.MONITOR_LISTEN)
     user = request.user
-    return ApiResponse(200, {"monitors": [
-        m.view() for m in api.sup.monitors.values()
-        if m.supervisor is user or user.covers(api.sup.call_teams(m.call))]})
+    return ApiResponse(
+        200,
+        {
+            "monitors": [
+                m.view()
+                for m in api.sup.monitors.values()
+                if m.supervisor is user or user.covers(api.sup.call_teams(m.call))
+            ]
+        },
+    )
 
 
 @route("GET", "/monitors/{id}")
@@ -287,23 +300,41 @@ async def audit(api: AdminApi, request: Request) -> ApiResponse:
     if store is None:
         return ApiResponse(200, {"audit": []})
     since = request.query.get("since")
-    entries = await store.audit(call_id=request.query.get("call_id"),
-                                since=float(since) if since else None)
-    return ApiResponse(200, {"audit": [
-        {"id": e.id, "who": e.who, "at": e.at, "action": e.action, "call_id": e.call_id,
-         "details": dict(e.details)} for e in entries]})
+    entries = await store.audit(
+        call_id=request.query.get("call_id"), since=float(since) if since else None
+    )
+    return ApiResponse(
+        200,
+        {
+            "audit": [
+                {
+                    "id": e.id,
+                    "who": e.who,
+                    "at": e.at,
+                    "action": e.action,
+                    "call_id": e.call_id,
+                    "details": dict(e.details),
+                }
+                for e in entries
+            ]
+        },
+    )
 
 
 # ---- OpenAPI 3 (hand-written; tests/unit/ivr/admin checks it covers ROUTES) -------------------
 
-_ERROR = {"description": "error", "content": {"application/json": {
-    "schema": {"$ref": "#/components/schemas/Error"}}}}
+_ERROR = {
+    "description": "error",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
 _ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 
 
 def _json(ref: str, description: str = "OK") -> dict[str, Any]:
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
 
 
 def _ok(ref: str, description: str = "OK", **extra: Any) -> dict[str, Any]:
@@ -312,109 +343,258 @@ def _ok(ref: str, description: str = "OK", **extra: Any) -> dict[str, Any]:
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
-    "info": {"title": "switchhook admin API", "version": "1",
-             "description": "Live calls, agents and queues; monitoring (listen, coach, barge); "
-                            "ending calls. Bearer tokens per user (config `users[].tokens`, "
-                            "hashed); permissions from roles, managers scoped to their teams."},
+    "info": {
+        "title": "switchhook admin API",
+        "version": "1",
+        "description": "Live calls, agents and queues; monitoring (listen, coach, barge); "
+        "ending calls. Bearer tokens per user (config `users[].tokens`, "
+        "hashed); permissions from roles, managers scoped to their teams.",
+    },
     "security": [{"bearer": []}],
     "paths": {
-        "/calls": {"get": {
-            "summary": "Calls queued and connected (and in the IVR), filtered",
-            "parameters": [
-                {"name": "state", "in": "query", "schema": {
-                    "type": "string", "enum": ["queued", "connected", "ivr"]}},
-                {"name": "agent", "in": "query", "schema": {"type": "string"}},
-                {"name": "queue", "in": "query", "schema": {"type": "string"}},
-                {"name": "number", "in": "query", "schema": {"type": "string"},
-                 "description": "part of the caller's or the dialled number"}],
-            "responses": _ok("CallList")}},
-        "/calls/{id}": {"get": {
-            "summary": "Call details: metrics, transfers, participants (monitors with their "
-                       "mode), the menu path as the caller's issue, profile flags",
-            "parameters": _ID, "responses": _ok("CallDetails", **{"404": _ERROR})}},
-        "/calls/{id}/monitor": {"post": {
-            "summary": "Monitor a connected call: the engine calls the supervisor's phone "
-                       "(registered, configured, or `target`) and attaches it when answered",
-            "parameters": _ID,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "properties": {
-                    "mode": {"type": "string", "enum": ["listen", "coach", "barge"]},
-                    "supervisor": {"type": "string", "description": "user to connect "
-                                   "(default: the caller of the API)"},
-                    "target": {"type": "string", "description": "SIP URI to call instead"}}}}}},
-            "responses": {"202": _json("Monitor", "calling the supervisor"), "400": _ERROR,
-                          "401": _ERROR, "403": _ERROR, "404": _ERROR, "409": _ERROR}}},
-        "/calls/{id}/end": {"post": {
-            "summary": "End a queued or connected call, in two steps: without `confirm` the "
-                       "answer (202) carries a one-time token; send it back as `confirm` "
-                       "within its lifetime to end the call (200). Needs calls.end.",
-            "parameters": _ID,
-            "requestBody": {"content": {"application/json": {"schema": {
-                "type": "object", "properties": {"confirm": {"type": "string"}}}}}},
-            "responses": {"200": _json("Ended", "ended"),
-                          "202": _json("Confirmation", "confirm with this token"),
-                          "401": _ERROR, "403": _ERROR, "404": _ERROR, "409": _ERROR}}},
-        "/agents": {"get": {"summary": "Agents, their states and current call",
-                            "responses": _ok("AgentList")}},
-        "/queues": {"get": {"summary": "Queues and their waiting/connected calls",
-                            "responses": _ok("QueueList")}},
-        "/transfer-targets": {"get": {"summary": "Queues an agent may transfer to now, with "
-                                              "the rule that lists each",
-                                      "responses": _ok("QueueList")}},
-        "/monitors": {"get": {"summary": "Monitors in progress",
-                              "responses": _ok("MonitorList")}},
+        "/calls": {
+            "get": {
+                "summary": "Calls queued and connected (and in the IVR), filtered",
+                "parameters": [
+                    {
+                        "name": "state",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["queued", "connected", "ivr"]},
+                    },
+                    {"name": "agent", "in": "query", "schema": {"type": "string"}},
+                    {"name": "queue", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "number",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "part of the caller's or the dialled number",
+                    },
+                ],
+                "responses": _ok("CallList"),
+            }
+        },
+        "/calls/{id}": {
+            "get": {
+                "summary": "Call details: metrics, transfers, participants (monitors with their "
+                "mode), the menu path as the caller's issue, profile flags",
+                "parameters": _ID,
+                "responses": _ok("CallDetails", **{"404": _ERROR}),
+            }
+        },
+        "/calls/{id}/monitor": {
+            "post": {
+                "summary": "Monitor a connected call: the engine calls the supervisor's phone "
+                "(registered, configured, or `target`) and attaches it when answered",
+                "parameters": _ID,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "mode": {
+                                        "type": "string",
+                                        "enum": ["listen", "coach", "barge"],
+                                    },
+                                    "supervisor": {
+                                        "type": "string",
+                                        "description": "user to connect "
+                                        "(default: the caller of the API)",
+                                    },
+                                    "target": {
+                                        "type": "string",
+                                        "description": "SIP URI to call instead",
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": _json("Monitor", "calling the supervisor"),
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "403": _ERROR,
+                    "404": _ERROR,
+                    "409": _ERROR,
+                },
+            }
+        },
+        "/calls/{id}/end": {
+            "post": {
+                "summary": "End a queued or connected call, in two steps: without `confirm` the "
+                "answer (202) carries a one-time token; send it back as `confirm` "
+                "within its lifetime to end the call (200). Needs calls.end.",
+                "parameters": _ID,
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"confirm": {"type": "string"}},
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "200": _json("Ended", "ended"),
+                    "202": _json("Confirmation", "confirm with this token"),
+                    "401": _ERROR,
+                    "403": _ERROR,
+                    "404": _ERROR,
+                    "409": _ERROR,
+                },
+            }
+        },
+        "/agents": {
+            "get": {
+                "summary": "Agents, their states and current call",
+                "responses": _ok("AgentList"),
+            }
+        },
+        "/queues": {
+            "get": {
+                "summary": "Queues and their waiting/connected calls",
+                "responses": _ok("QueueList"),
+            }
+        },
+        "/transfer-targets": {
+            "get": {
+                "summary": "Queues an agent may transfer to now, with the rule that lists each",
+                "responses": _ok("QueueList"),
+            }
+        },
+        "/monitors": {"get": {"summary": "Monitors in progress", "responses": _ok("MonitorList")}},
         "/monitors/{id}": {
-            "get": {"summary": "One monitor", "parameters": _ID,
-                    "responses": _ok("Monitor", **{"404": _ERROR})},
-            "patch": {"summary": "Change the mode (listen, coach, barge)", "parameters": _ID,
-                      "requestBody": {"required": True, "content": {"application/json": {
-                          "schema": {"type": "object", "required": ["mode"], "properties": {
-                              "mode": {"type": "string",
-                                       "enum": ["listen", "coach", "barge"]}}}}}},
-                      "responses": _ok("Monitor", **{"400": _ERROR, "404": _ERROR})},
-            "delete": {"summary": "Stop monitoring (hangs up the supervisor's leg)",
-                       "parameters": _ID, "responses": _ok("Monitor", **{"404": _ERROR})}},
-        "/audit": {"get": {
-            "summary": "Audit trail (monitor start/mode/stop, call.end); admins",
-            "parameters": [{"name": "call_id", "in": "query", "schema": {"type": "string"}},
-                           {"name": "since", "in": "query", "schema": {"type": "number"}}],
-            "responses": _ok("AuditList")}},
-        "/openapi.json": {"get": {"summary": "This document", "security": [],
-                                  "responses": {"200": {"description": "OpenAPI 3"}}}},
+            "get": {
+                "summary": "One monitor",
+                "parameters": _ID,
+                "responses": _ok("Monitor", **{"404": _ERROR}),
+            },
+            "patch": {
+                "summary": "Change the mode (listen, coach, barge)",
+                "parameters": _ID,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["mode"],
+                                "properties": {
+                                    "mode": {"type": "string", "enum": ["listen", "coach", "barge"]}
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": _ok("Monitor", **{"400": _ERROR, "404": _ERROR}),
+            },
+            "delete": {
+                "summary": "Stop monitoring (hangs up the supervisor's leg)",
+                "parameters": _ID,
+                "responses": _ok("Monitor", **{"404": _ERROR}),
+            },
+        },
+        "/audit": {
+            "get": {
+                "summary": "Audit trail (monitor start/mode/stop, call.end); admins",
+                "parameters": [
+                    {"name": "call_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "since", "in": "query", "schema": {"type": "number"}},
+                ],
+                "responses": _ok("AuditList"),
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": {"description": "OpenAPI 3"}},
+            }
+        },
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
             "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
-            "CallSummary": {"type": "object", "properties": {
-                "id": {"type": "string"}, "state": {"type": "string"},
-                "caller": {"type": "string"}, "called": {"type": "string"},
-                "queue": {"type": "string", "nullable": True},
-                "agent": {"type": "string", "nullable": True},
-                "age_seconds": {"type": "number"},
-                "issue": {"type": "string", "nullable": True}, "monitors": {"type": "integer"}}},
-            "CallList": {"type": "object", "properties": {"calls": {
-                "type": "array", "items": {"$ref": "#/components/schemas/CallSummary"}}}},
-            "CallDetails": {"allOf": [{"$ref": "#/components/schemas/CallSummary"}, {
-                "type": "object", "properties": {
-                    "metrics": {"type": "object"}, "transfers": {"type": "array"},
-                    "participants": {"type": "array", "items": {"type": "object"}},
-                    "menu_path": {"type": "array", "items": {"type": "string"}},
-                    "profile": {"type": "object"}, "teams": {"type": "array"}}}]},
-            "Monitor": {"type": "object", "properties": {
-                "id": {"type": "string"}, "call_id": {"type": "string"},
-                "supervisor": {"type": "string"}, "mode": {"type": "string"},
-                "state": {"type": "string",
-                          "enum": ["calling", "active", "stopping", "stopped", "failed"]},
-                "via": {"type": "string"}, "target": {"type": "string"}}},
-            "MonitorList": {"type": "object", "properties": {"monitors": {
-                "type": "array", "items": {"$ref": "#/components/schemas/Monitor"}}}},
-            "Confirmation": {"type": "object", "properties": {
-                "confirm": {"type": "string"}, "expires_in": {"type": "number"},
-                "call": {"$ref": "#/components/schemas/CallSummary"}}},
-            "Ended": {"type": "object", "properties": {
-                "id": {"type": "string"}, "ended": {"type": "boolean"},
-                "reason": {"type": "string"}}},
+            "CallSummary": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "state": {"type": "string"},
+                    "caller": {"type": "string"},
+                    "called": {"type": "string"},
+                    "queue": {"type": "string", "nullable": True},
+                    "agent": {"type": "string", "nullable": True},
+                    "age_seconds": {"type": "number"},
+                    "issue": {"type": "string", "nullable": True},
+                    "monitors": {"type": "integer"},
+                },
+            },
+            "CallList": {
+                "type": "object",
+                "properties": {
+                    "calls": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/CallSummary"},
+                    }
+                },
+            },
+            "CallDetails": {
+                "allOf": [
+                    {"$ref": "#/components/schemas/CallSummary"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "metrics": {"type": "object"},
+                            "transfers": {"type": "array"},
+                            "participants": {"type": "array", "items": {"type": "object"}},
+                            "menu_path": {"type": "array", "items": {"type": "string"}},
+                            "profile": {"type": "object"},
+                            "teams": {"type": "array"},
+                        },
+                    },
+                ]
+            },
+            "Monitor": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "call_id": {"type": "string"},
+                    "supervisor": {"type": "string"},
+                    "mode": {"type": "string"},
+                    "state": {
+                        "type": "string",
+                        "enum": ["calling", "active", "stopping", "stopped", "failed"],
+                    },
+                    "via": {"type": "string"},
+                    "target": {"type": "string"},
+                },
+            },
+            "MonitorList": {
+                "type": "object",
+                "properties": {
+                    "monitors": {"type": "array", "items": {"$ref": "#/components/schemas/Monitor"}}
+                },
+            },
+            "Confirmation": {
+                "type": "object",
+                "properties": {
+                    "confirm": {"type": "string"},
+                    "expires_in": {"type": "number"},
+                    "call": {"$ref": "#/components/schemas/CallSummary"},
+                },
+            },
+            "Ended": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "ended": {"type": "boolean"},
+                    "reason": {"type": "string"},
+                },
+            },
             "AgentList": {"type": "object", "properties": {"agents": {"type": "array"}}},
             "QueueList": {"type": "object", "properties": {"queues": {"type": "array"}}},
             "AuditList": {"type": "object", "properties": {"audit": {"type": "array"}}},

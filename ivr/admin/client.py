@@ -34,17 +34,21 @@ def _address(args: argparse.Namespace) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def request(args: argparse.Namespace, method: str, path: str,
-            body: dict[str, Any] | None = None) -> tuple[int, Any]:
+def request(
+    args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
     token = args.token or os.environ.get("SWITCHHOOK_TOKEN")
     if not token:
         raise ClientError("give --token or set SWITCHHOOK_TOKEN")
     host, port = _address(args)
     conn = http.client.HTTPConnection(host, port, timeout=30)
     try:
-        conn.request(method, path, body=None if body is None else json.dumps(body),
-                     headers={"Authorization": f"Bearer {token}",
-                              "Content-Type": "application/json"})
+        conn.request(
+            method,
+            path,
+            body=None if body is None else json.dumps(body),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
         response = conn.getresponse()
         data = response.read()
     except OSError as exc:
@@ -56,8 +60,10 @@ def request(args: argparse.Namespace, method: str, path: str,
 
 def _out(args: argparse.Namespace, status: int, body: Any, lines: list[str] | None) -> int:
     if status >= 400:
-        print(f"error {status}: {body.get('error') if isinstance(body, dict) else body}",
-              file=sys.stderr)
+        print(
+            f"error {status}: {body.get('error') if isinstance(body, dict) else body}",
+            file=sys.stderr,
+        )
         return 1
     if args.json or lines is None:
         print(json.dumps(body, indent=2))
@@ -71,14 +77,24 @@ def cmd_calls(args: argparse.Namespace) -> int:
     if args.id:
         status, body = request(args, "GET", f"/calls/{quote(args.id, safe='')}")
         return _out(args, status, body, None)
-    query = {k: v for k, v in (("state", args.state), ("agent", args.agent),
-                               ("queue", args.queue), ("number", args.number)) if v}
+    query = {
+        k: v
+        for k, v in (
+            ("state", args.state),
+            ("agent", args.agent),
+            ("queue", args.queue),
+            ("number", args.number),
+        )
+        if v
+    }
     status, body = request(args, "GET", "/calls" + (f"?{urlencode(query)}" if query else ""))
     lines = [f"{'ID':40} {'STATE':10} {'CALLER':16} {'QUEUE':12} {'AGENT':10} {'AGE':>7} MON"]
     for c in (body or {}).get("calls", []):
-        lines.append(f"{c['id'][:40]:40} {c['state']:10} {c['caller'][:16]:16} "
-                     f"{(c['queue'] or '-')[:12]:12} {(c['agent'] or '-')[:10]:10} "
-                     f"{c['age_seconds']:>6.0f}s {c['monitors']}")
+        lines.append(
+            f"{c['id'][:40]:40} {c['state']:10} {c['caller'][:16]:16} "
+            f"{(c['queue'] or '-')[:12]:12} {(c['agent'] or '-')[:10]:10} "
+            f"{c['age_seconds']:>6.0f}s {c['monitors']}"
+        )
     return _out(args, status, body, lines)
 
 
@@ -87,22 +103,27 @@ def cmd_agents(args: argparse.Namespace) -> int:
     lines = [f"{'AGENT':12} {'STATE':14} {'TEAMS':20} CALL"]
     for a in (body or {}).get("agents", []):
         call = a.get("current_call") or {}
-        lines.append(f"{a['id'][:12]:12} {str(a.get('state'))[:14]:14} "
-                     f"{','.join(a.get('teams', []))[:20]:20} {call.get('id', '-')}")
+        lines.append(
+            f"{a['id'][:12]:12} {str(a.get('state'))[:14]:14} "
+            f"{','.join(a.get('teams', []))[:20]:20} {call.get('id', '-')}"
+        )
     return _out(args, status, body, lines)
 
 
 def cmd_queues(args: argparse.Namespace) -> int:
     status, body = request(args, "GET", "/queues")
     rows = (body or {}).get("queues", [])
-    lines = [f"{'QUEUE':16} {'WAITING':>7} {'LONGEST':>8} {'AVAIL':>5} {'ANSWERED':>8} "
-             f"{'ABANDONED':>9}"]
+    lines = [
+        f"{'QUEUE':16} {'WAITING':>7} {'LONGEST':>8} {'AVAIL':>5} {'ANSWERED':>8} {'ABANDONED':>9}"
+    ]
     for q in rows:
-        lines.append(f"{str(q.get('queue', q.get('name', '')))[:16]:16} "
-                     f"{q.get('callers_waiting', q.get('waiting', 0)):>7} "
-                     f"{round(q.get('longest_wait_seconds') or 0):>7}s "
-                     f"{q.get('agents_available', 0):>5} {q.get('answered', 0):>8} "
-                     f"{q.get('abandoned', 0):>9}")
+        lines.append(
+            f"{str(q.get('queue', q.get('name', '')))[:16]:16} "
+            f"{q.get('callers_waiting', q.get('waiting', 0)):>7} "
+            f"{round(q.get('longest_wait_seconds') or 0):>7}s "
+            f"{q.get('agents_available', 0):>5} {q.get('answered', 0):>8} "
+            f"{q.get('abandoned', 0):>9}"
+        )
     return _out(args, status, body, lines)
 
 
@@ -119,11 +140,11 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             payload["target"] = args.target
         if args.supervisor:
             payload["supervisor"] = args.supervisor
-        status, body = request(args, "POST", f"/calls/{quote(args.id, safe='')}/monitor",
-                               payload)
+        status, body = request(args, "POST", f"/calls/{quote(args.id, safe='')}/monitor", payload)
     elif args.action == "mode":
-        status, body = request(args, "PATCH", f"/monitors/{quote(args.id, safe='')}",
-                               {"mode": args.mode})
+        status, body = request(
+            args, "PATCH", f"/monitors/{quote(args.id, safe='')}", {"mode": args.mode}
+        )
     elif args.action == "stop":
         status, body = request(args, "DELETE", f"/monitors/{quote(args.id, safe='')}")
     else:
@@ -141,8 +162,10 @@ def cmd_end_call(args: argparse.Namespace) -> int:
         return _out(args, status, body, None)
     call = body["call"]
     if not args.yes:
-        answer = input(f"End call {call['id']} ({call['state']}, caller {call['caller']}, "
-                       f"agent {call['agent'] or '-'})? [y/N] ")
+        answer = input(
+            f"End call {call['id']} ({call['state']}, caller {call['caller']}, "
+            f"agent {call['agent'] or '-'})? [y/N] "
+        )
         if answer.strip().lower() not in ("y", "yes"):
             print("not ended")
             return 1
@@ -155,8 +178,12 @@ def cmd_hash_secret(args: argparse.Namespace) -> int:
 
     if args.kind == "token":
         token = new_token()
-        print(json.dumps({"token (give to the user, shown once)": token,
-                          "tokens entry": hash_token(token)}, indent=2))
+        print(
+            json.dumps(
+                {"token (give to the user, shown once)": token, "tokens entry": hash_token(token)},
+                indent=2,
+            )
+        )
         return 0
     secret = os.environ.get("SWITCHHOOK_SECRET") or getpass.getpass(f"{args.kind}: ")
     if args.kind == "pin":
@@ -179,6 +206,7 @@ def _guard(func: Any) -> Any:
         except ClientError as exc:
             print(str(exc), file=sys.stderr)
             return 2
+
     return run
 
 
@@ -206,8 +234,9 @@ def add_commands(sub: Any, config_help: str) -> None:
     queues = common(sub.add_parser("queues", help="queues: waiting callers, agents, counts"))
     queues.set_defaults(func=_guard(cmd_queues))
 
-    targets = common(sub.add_parser(
-        "transfer-targets", help="queues an agent may transfer to now, and why"))
+    targets = common(
+        sub.add_parser("transfer-targets", help="queues an agent may transfer to now, and why")
+    )
     targets.set_defaults(func=_guard(cmd_transfer_targets))
 
     monitor = sub.add_parser("monitor", help="monitor calls: start, mode, stop, list")
@@ -230,8 +259,7 @@ def add_commands(sub: Any, config_help: str) -> None:
     end.add_argument("--yes", action="store_true", help="confirm without asking")
     end.set_defaults(func=_guard(cmd_end_call))
 
-    hashing = sub.add_parser("hash-secret",
-                             help="hash a secret for users: (token, pin, sip phone)")
+    hashing = sub.add_parser("hash-secret", help="hash a secret for users: (token, pin, sip phone)")
     hashing.add_argument("--kind", choices=["token", "pin", "sip"], default="token")
     hashing.add_argument("--username", help="SIP username (--kind sip)")
     hashing.add_argument("--realm", default="switchhook", help="digest realm (--kind sip)")

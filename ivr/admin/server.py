@@ -62,16 +62,22 @@ class AdminServer:
                     request, body = await self._read_request(conn, reader)
                 except h11.RemoteProtocolError as exc:
                     if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                        await self._send(conn, writer, ApiResponse(
-                            exc.error_status_hint, {"error": str(exc) or "bad request"}))
+                        await self._send(
+                            conn,
+                            writer,
+                            ApiResponse(
+                                exc.error_status_hint, {"error": str(exc) or "bad request"}
+                            ),
+                        )
                     return
                 if request is None:
                     return
                 response = await self.api.handle(
-                    request.method.decode("ascii"), request.target.decode("ascii", "replace"),
-                    {k.decode("latin-1").lower(): v.decode("latin-1")
-                     for k, v in request.headers},
-                    body)
+                    request.method.decode("ascii"),
+                    request.target.decode("ascii", "replace"),
+                    {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers},
+                    body,
+                )
                 await self._send(conn, writer, response)
                 if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                     return
@@ -87,8 +93,9 @@ class AdminServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader) -> tuple[
-            h11.Request | None, bytes]:
+    async def _read_request(
+        self, conn: h11.Connection, reader: asyncio.StreamReader
+    ) -> tuple[h11.Request | None, bytes]:
         request: h11.Request | None = None
         body = bytearray()
         while True:
@@ -102,21 +109,23 @@ class AdminServer:
             elif isinstance(event, h11.Data):
                 body += event.data
                 if len(body) > MAX_BODY_BYTES:
-                    raise h11.RemoteProtocolError("request body too large",
-                                                  error_status_hint=413)
+                    raise h11.RemoteProtocolError("request body too large", error_status_hint=413)
             elif isinstance(event, h11.EndOfMessage):
                 return request, bytes(body)
             elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                 return None, b""
 
-    async def _send(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                    response: ApiResponse) -> None:
+    async def _send(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, response: ApiResponse
+    ) -> None:
         payload = json.dumps(response.body, default=str).encode("utf-8") + b"\n"
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
-                   ("Server", "switchhook-admin"), *response.headers]
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(payload))),
+            ("Server", "switchhook-admin"),
+            *response.headers,
+        ]
         writer.write(conn.send(h11.Response(status_code=response.status, headers=headers)))
         writer.write(conn.send(h11.Data(data=payload)))
         writer.write(conn.send(h11.EndOfMessage()))
         await writer.drain()
-
-

@@ -37,7 +37,8 @@ class MonitoringSettings(_Model):
     # Digest algorithms offered to supervisors' phones, in order of preference (RFC 8760).
     sip_algorithms: tuple[Literal["SHA-256", "MD5"], ...] = ("SHA-256", "MD5")
     mode_keys: dict[Key, Mode] = Field(
-        default_factory=lambda: {"1": "listen", "2": "coach", "3": "barge"})
+        default_factory=lambda: {"1": "listen", "2": "coach", "3": "barge"}
+    )
     next_key: Key = "*"  # move to the next monitorable call
     ring_timeout_seconds: float = Field(30, gt=0, le=300)
     from_uri: Annotated[str, Field(pattern=r"^sips?:\S+$")] = "sip:monitor@switchhook.invalid"

@@ -83,8 +83,7 @@ class TaskFinished:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
-Event = (CallAnswered | PromptFinished | DigitReceived | TimerExpired | CallerHungUp
-         | TaskFinished)
+Event = CallAnswered | PromptFinished | DigitReceived | TimerExpired | CallerHungUp | TaskFinished
 
 # --------------------------------------------------------------------------------------------
 # prompt items, resolved for the call

@@ -139,8 +139,16 @@ FUNCTIONS: Mapping[str, Callable[..., Any]] = types.MappingProxyType(
 )
 """Every function an expression may call, with its number of arguments in _ARITY."""
 
-_ARITY = {"startswith": 2, "endswith": 2, "matches": 2, "len": 1, "lower": 1, "upper": 1,
-          "int": 1, "str": 1}
+_ARITY = {
+    "startswith": 2,
+    "endswith": 2,
+    "matches": 2,
+    "len": 1,
+    "lower": 1,
+    "upper": 1,
+    "int": 1,
+    "str": 1,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,21 +239,63 @@ _OPERATORS: dict[type[ast.AST], Callable[..., Any]] = {
 
 
 _ALLOWED_NODES: tuple[type[ast.AST], ...] = (
-    ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.BinOp,
-    ast.Add, ast.Sub, ast.Compare, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In,
-    ast.NotIn, ast.Name, ast.Load, ast.Constant, ast.Call, ast.Subscript, ast.Attribute,
-    ast.Tuple, ast.List, ast.IfExp,
+    ast.Expression,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.UnaryOp,
+    ast.Not,
+    ast.USub,
+    ast.BinOp,
+    ast.Add,
+    ast.Sub,
+    ast.Compare,
+    ast.Eq,
+    ast.NotEq,
+    ast.Lt,
+    ast.LtE,
+    ast.Gt,
+    ast.GtE,
+    ast.In,
+    ast.NotIn,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.Call,
+    ast.Subscript,
+    ast.Attribute,
+    ast.Tuple,
+    ast.List,
+    ast.IfExp,
 )
 
 _DESCRIBE = {
-    ast.Lambda: "lambda", ast.ListComp: "comprehensions", ast.GeneratorExp: "comprehensions",
-    ast.SetComp: "comprehensions", ast.DictComp: "comprehensions", ast.Dict: "dict literals",
-    ast.Set: "set literals", ast.JoinedStr: "f-strings", ast.Pow: "'**'", ast.Mult: "'*'",
-    ast.Div: "'/'", ast.FloorDiv: "'//'", ast.Mod: "'%'", ast.NamedExpr: "':='",
-    ast.Starred: "'*' unpacking", ast.Slice: "slices", ast.Is: "'is' (use ==)",
-    ast.IsNot: "'is not' (use !=)", ast.BitAnd: "'&' (use and)", ast.BitOr: "'|' (use or)",
-    ast.Invert: "'~'", ast.BitXor: "'^'", ast.LShift: "'<<'", ast.RShift: "'>>'",
-    ast.Await: "await", ast.Yield: "yield",
+    ast.Lambda: "lambda",
+    ast.ListComp: "comprehensions",
+    ast.GeneratorExp: "comprehensions",
+    ast.SetComp: "comprehensions",
+    ast.DictComp: "comprehensions",
+    ast.Dict: "dict literals",
+    ast.Set: "set literals",
+    ast.JoinedStr: "f-strings",
+    ast.Pow: "'**'",
+    ast.Mult: "'*'",
+    ast.Div: "'/'",
+    ast.FloorDiv: "'//'",
+    ast.Mod: "'%'",
+    ast.NamedExpr: "':='",
+    ast.Starred: "'*' unpacking",
+    ast.Slice: "slices",
+    ast.Is: "'is' (use ==)",
+    ast.IsNot: "'is not' (use !=)",
+    ast.BitAnd: "'&' (use and)",
+    ast.BitOr: "'|' (use or)",
+    ast.Invert: "'~'",
+    ast.BitXor: "'^'",
+    ast.LShift: "'<<'",
+    ast.RShift: "'>>'",
+    ast.Await: "await",
+    ast.Yield: "yield",
 }
 
 
@@ -309,8 +359,16 @@ class Expression:
             result = evaluator.eval(self.text, previously_parsed=self.tree.body)
         except EvaluationError:
             raise
-        except (simpleeval.InvalidExpression, ArithmeticError, TypeError, ValueError,
-                KeyError, AttributeError, re.error, RecursionError) as exc:
+        except (
+            simpleeval.InvalidExpression,
+            ArithmeticError,
+            TypeError,
+            ValueError,
+            KeyError,
+            AttributeError,
+            re.error,
+            RecursionError,
+        ) as exc:
             raise EvaluationError(f"{type(exc).__name__}: {exc}") from None
         _check_size(result)
         return result
@@ -361,8 +419,10 @@ def parse_expression(text: str) -> Expression:
                 raise ExpressionError(f"literal {node.value!r} not allowed in expressions")
             if isinstance(node.value, str) and len(node.value) > MAX_STRING_CHARS:
                 raise ExpressionError(f"string longer than {MAX_STRING_CHARS} characters")
-            if isinstance(node.value, int | float) and not isinstance(node.value, bool) and (
-                abs(node.value) > MAX_NUMBER
+            if (
+                isinstance(node.value, int | float)
+                and not isinstance(node.value, bool)
+                and (abs(node.value) > MAX_NUMBER)
             ):
                 raise ExpressionError(f"number larger than {MAX_NUMBER}")
         if isinstance(node, ast.Call):

@@ -119,12 +119,14 @@ class _Frame:
 class FlowSession:
     """One call's walk through a :class:`FlowSet` (keep the set it started with)."""
 
-    def __init__(self, flow_set: FlowSet, context: CallContext, *,
-                 flow_id: str | None = None) -> None:
+    def __init__(
+        self, flow_set: FlowSet, context: CallContext, *, flow_id: str | None = None
+    ) -> None:
         self._set = flow_set
         self._context = context
-        start_flow = flow_id if flow_id is not None else flow_set.route(context.trunk,
-                                                                        context.called)
+        start_flow = (
+            flow_id if flow_id is not None else flow_set.route(context.trunk, context.called)
+        )
         if start_flow not in flow_set.flows:
             raise KeyError(f"no flow {start_flow!r} in the flow set")
         flow = flow_set.flow(start_flow)
@@ -252,15 +254,16 @@ class FlowSession:
                 continue
             steps += 1
             if steps > MAX_STEPS_PER_EVENT:
-                self._warn(f"more than {MAX_STEPS_PER_EVENT} nodes without waiting for the "
-                           "caller; hanging up")
+                self._warn(
+                    f"more than {MAX_STEPS_PER_EVENT} nodes without waiting for the "
+                    "caller; hanging up"
+                )
                 self._hangup_now("flow step limit exceeded", kind="error")
                 break
             node = self._set.flow(flow_id).nodes[node_id]
             self._flow_id, self._node_id = flow_id, node_id
             if not announced:
-                self._emit(NodeEntered(node_id=node_id, flow_id=flow_id,
-                                       node_type=node.NODE_TYPE))
+                self._emit(NodeEntered(node_id=node_id, flow_id=flow_id, node_type=node.NODE_TYPE))
             if node.NEEDS_MEDIA and not self._answered:
                 if not self._answer_sent:
                     self._answer_sent = True
@@ -285,16 +288,28 @@ class FlowSession:
         status = None if self._answered else DEFAULT_REJECT_STATUS
         self.hangup(status, reason)
         if kind == "error" and self._outcome is not None:
-            self._outcome = Outcome(kind="error", status=status, reason=reason,
-                                    flow_id=self._flow_id, node_id=self._node_id,
-                                    menu_path=self.menu_path)
+            self._outcome = Outcome(
+                kind="error",
+                status=status,
+                reason=reason,
+                flow_id=self._flow_id,
+                node_id=self._node_id,
+                menu_path=self.menu_path,
+            )
 
-    def _finish(self, kind: Literal["hangup", "caller_hangup", "error"], status: int | None,
-                reason: str) -> None:
+    def _finish(
+        self, kind: Literal["hangup", "caller_hangup", "error"], status: int | None, reason: str
+    ) -> None:
         self._activity = None
         self._pending = None
-        self._outcome = Outcome(kind=kind, status=status, reason=reason, flow_id=self._flow_id,
-                                node_id=self._node_id, menu_path=self.menu_path)
+        self._outcome = Outcome(
+            kind=kind,
+            status=status,
+            reason=reason,
+            flow_id=self._flow_id,
+            node_id=self._node_id,
+            menu_path=self.menu_path,
+        )
 
     def _emit(self, action: Action) -> None:
         self._actions.append(action)
@@ -349,9 +364,12 @@ class FlowSession:
 
     def _resolve(self, item: Any, language: str, scope: Mapping[str, Any]) -> PromptItem:
         if isinstance(item, TtsItem):
-            return TtsPrompt(text=parse_template(item.tts).render(scope),
-                             language=item.language or language,
-                             voice=item.voice, rate=item.rate)
+            return TtsPrompt(
+                text=parse_template(item.tts).render(scope),
+                language=item.language or language,
+                voice=item.voice,
+                rate=item.rate,
+            )
         if isinstance(item, FileItem):
             return FilePrompt(path=self._set.prompts_dir / item.file)
         if isinstance(item, ToneItem):
@@ -369,9 +387,16 @@ class FlowSession:
         """Hand the call to an engine-side task; its TaskFinished resumes the node."""
         task_id = self._next_id("k")
         self._task = task_id
-        self._emit(StartTask(task_id=task_id, kind=kind, params=dict(params),
-                             variables=dict(self._variables), menu_path=self.menu_path,
-                             language=self._language))
+        self._emit(
+            StartTask(
+                task_id=task_id,
+                kind=kind,
+                params=dict(params),
+                variables=dict(self._variables),
+                menu_path=self.menu_path,
+                language=self._language,
+            )
+        )
         return task_id
 
     def start_timer(self, seconds: float) -> str:

@@ -58,8 +58,9 @@ __all__ = [
 TEMPLATE_NAMES = frozenset({"caller", "called", "trunk", "language"})
 """Builtins a TTS ``{placeholder}`` may use besides the flow's variables."""
 
-_RESERVED_VARIABLES = BUILTIN_NAMES | frozenset(FUNCTIONS) | {"True", "False", "None", "true",
-                                                               "false"}
+_RESERVED_VARIABLES = (
+    BUILTIN_NAMES | frozenset(FUNCTIONS) | {"True", "False", "None", "true", "false"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,17 +115,34 @@ def load_flow_set(
     directory = Path(flows_dir)
     if not directory.is_dir():
         raise ConfigError(
-            [Problem(file=str(directory), line=None, column=None, path="",
-                     message="flows directory not found")]
+            [
+                Problem(
+                    file=str(directory),
+                    line=None,
+                    column=None,
+                    path="",
+                    message="flows directory not found",
+                )
+            ]
         )
     files = sorted(p for p in directory.glob("*.yaml") if p.is_file())
     if not files:
         raise ConfigError(
-            [Problem(file=str(directory), line=None, column=None, path="",
-                     message="no flow files (*.yaml) in the flows directory")]
+            [
+                Problem(
+                    file=str(directory),
+                    line=None,
+                    column=None,
+                    path="",
+                    message="no flow files (*.yaml) in the flows directory",
+                )
+            ]
         )
     return load_flow_files(
-        files, prompts_dir=prompts_dir, routes=routes, profile=profile,
+        files,
+        prompts_dir=prompts_dir,
+        routes=routes,
+        profile=profile,
         routes_source=routes_source,
     )
 
@@ -150,8 +168,7 @@ def load_flow_files(
     )
     problems = loader.sorted_problems()
     if routes is not None:
-        problems.extend(_route_problems(routes, set(loader.flow_files), routes_source,
-                                        ("routes",)))
+        problems.extend(_route_problems(routes, set(loader.flow_files), routes_source, ("routes",)))
     if problems:
         raise ConfigError(problems)
     return flow_set
@@ -248,8 +265,12 @@ class _Loader:
             p
             for _, p in sorted(
                 self.problems,
-                key=lambda item: (item[0], item[1].line is None, item[1].line or 0,
-                                  item[1].column or 0),
+                key=lambda item: (
+                    item[0],
+                    item[1].line is None,
+                    item[1].line or 0,
+                    item[1].column or 0,
+                ),
             )
         ]
 
@@ -290,8 +311,13 @@ class _Loader:
     def _node(self, state: _FileState, node_id: Any, raw: Any) -> NodeSpec | None:
         base: DocPath = ("nodes", node_id)
         if not isinstance(node_id, str) or not re.fullmatch(_ID, node_id):
-            self._at(state, base, "node id must start with a letter or '_' and contain only "
-                     "letters, digits, '_' and '-' (at most 64)", key=True)
+            self._at(
+                state,
+                base,
+                "node id must start with a letter or '_' and contain only "
+                "letters, digits, '_' and '-' (at most 64)",
+                key=True,
+            )
             return None
         if not isinstance(raw, dict):
             self._at(state, base, "a node must be a mapping with at least 'type'")
@@ -299,8 +325,9 @@ class _Loader:
         kind = raw.get("type")
         known = sorted(NODE_TYPES)
         if "type" not in raw:
-            self._at(state, base, "field 'type' required (one of " + ", ".join(known) + ")",
-                     key=True)
+            self._at(
+                state, base, "field 'type' required (one of " + ", ".join(known) + ")", key=True
+            )
             return None
         if not isinstance(kind, str) or kind not in NODE_TYPES:
             suggestion = _suggest(kind, known) if isinstance(kind, str) else ""
@@ -316,38 +343,59 @@ class _Loader:
             prefix = format_path(base)
             for problem in exc.problems:
                 path = problem.path
-                joined = prefix if not path else (
-                    prefix + path if path.startswith("[") else f"{prefix}.{path}"
+                joined = (
+                    prefix
+                    if not path
+                    else (prefix + path if path.startswith("[") else f"{prefix}.{path}")
                 )
                 self._add(
                     state,
-                    Problem(file=problem.file, line=problem.line, column=problem.column,
-                            path=joined, message=problem.message),
+                    Problem(
+                        file=problem.file,
+                        line=problem.line,
+                        column=problem.column,
+                        path=joined,
+                        message=problem.message,
+                    ),
                 )
             return None
 
     def _check_flow(self, state: _FileState, spec: FlowSpec) -> None:
         ids = state.all_node_ids
         if spec.entry not in ids:
-            self._at(state, ("entry",),
-                     f"entry node {spec.entry!r} does not exist" + _suggest(spec.entry, ids))
+            self._at(
+                state,
+                ("entry",),
+                f"entry node {spec.entry!r} does not exist" + _suggest(spec.entry, ids),
+            )
         assigned: dict[str, DocPath] = {}
         for node_id, node in state.nodes.items():
             for path, target in node.targets():
                 if target not in ids:
-                    self._at(state, ("nodes", node_id, *path),
-                             f"target node {target!r} does not exist in flow {spec.flow!r}"
-                             + _suggest(target, ids))
+                    self._at(
+                        state,
+                        ("nodes", node_id, *path),
+                        f"target node {target!r} does not exist in flow {spec.flow!r}"
+                        + _suggest(target, ids),
+                    )
             for path, name in node.assigned_variables():
                 assigned.setdefault(name, ("nodes", node_id, *path))
         for name in spec.variables:
             if name in _RESERVED_VARIABLES:
-                self._at(state, ("variables", name),
-                         f"variable name {name!r} is reserved (builtin or function)", key=True)
+                self._at(
+                    state,
+                    ("variables", name),
+                    f"variable name {name!r} is reserved (builtin or function)",
+                    key=True,
+                )
         for name, path in assigned.items():
             if name in _RESERVED_VARIABLES:
-                self._at(state, path, f"variable name {name!r} is reserved (builtin or function)",
-                         key=path[-1] == name)
+                self._at(
+                    state,
+                    path,
+                    f"variable name {name!r} is reserved (builtin or function)",
+                    key=path[-1] == name,
+                )
         variables = frozenset(spec.variables) | frozenset(assigned)
         for node_id, node in state.nodes.items():
             for path, expression in node.expressions():
@@ -374,8 +422,9 @@ class _Loader:
             first = self.flow_files[spec.flow]
             loc = first.document.location(("flow",))
             where = f"{first.file}:{loc.line}" if loc else first.file
-            self._at(state, ("flow",),
-                     f"duplicate flow id {spec.flow!r} (first defined at {where})")
+            self._at(
+                state, ("flow",), f"duplicate flow id {spec.flow!r} (first defined at {where})"
+            )
 
     def _check_prompts(
         self, state: _FileState, path: DocPath, variants: PromptVariants, variables: frozenset[str]
@@ -388,16 +437,26 @@ class _Loader:
                 if isinstance(item, TtsItem):
                     unknown = sorted(parse_template(item.tts).names() - known)
                     for name in unknown:
-                        field_path = item_path if isinstance(_raw(state.document, item_path),
-                                                             str) else (*item_path, "tts")
-                        self._at(state, field_path,
-                                 f"unknown placeholder {{{name}}} in TTS text"
-                                 + _suggest(name, known) + " (write {{ and }} for braces)")
+                        field_path = (
+                            item_path
+                            if isinstance(_raw(state.document, item_path), str)
+                            else (*item_path, "tts")
+                        )
+                        self._at(
+                            state,
+                            field_path,
+                            f"unknown placeholder {{{name}}} in TTS text"
+                            + _suggest(name, known)
+                            + " (write {{ and }} for braces)",
+                        )
                 elif isinstance(item, FileItem):
                     target = self.prompts_dir / item.file
                     if not target.is_file():
-                        self._at(state, (*item_path, "file"),
-                                 f"prompt file {item.file!r} not found in the prompts directory")
+                        self._at(
+                            state,
+                            (*item_path, "file"),
+                            f"prompt file {item.file!r} not found in the prompts directory",
+                        )
 
     def _check_reachable(self, state: _FileState, spec: FlowSpec) -> None:
         seen = {spec.entry}
@@ -412,9 +471,12 @@ class _Loader:
                     queue.append(target)
         for node_id in state.nodes:
             if node_id not in seen:
-                self._at(state, ("nodes", node_id),
-                         f"node {node_id!r} is unreachable from the entry {spec.entry!r}",
-                         key=True)
+                self._at(
+                    state,
+                    ("nodes", node_id),
+                    f"node {node_id!r} is unreachable from the entry {spec.entry!r}",
+                    key=True,
+                )
 
     # ---- the whole set ----------------------------------------------------------------------
 
@@ -423,9 +485,11 @@ class _Loader:
             for node_id, node in state.nodes.items():
                 for path, called in node.subflows():
                     if called not in self.flows:
-                        self._at(state, ("nodes", node_id, *path),
-                                 f"subflow {called!r} does not exist"
-                                 + _suggest(called, self.flows))
+                        self._at(
+                            state,
+                            ("nodes", node_id, *path),
+                            f"subflow {called!r} does not exist" + _suggest(called, self.flows),
+                        )
         self._check_subflow_recursion()
         waits = {fid: self._flow_waits(fid, set()) for fid in self.flows}
         for flow_id, state in self.flow_files.items():
@@ -446,9 +510,12 @@ class _Loader:
 
     def _check_subflow_recursion(self) -> None:
         graph: dict[str, list[tuple[str, str, DocPath]]] = {
-            fid: [(called, node_id, path)
-                  for node_id, node in flow.nodes.items()
-                  for path, called in node.subflows() if called in self.flows]
+            fid: [
+                (called, node_id, path)
+                for node_id, node in flow.nodes.items()
+                for path, called in node.subflows()
+                if called in self.flows
+            ]
             for fid, flow in self.flows.items()
         }
         reported: set[frozenset[str]] = set()
@@ -462,8 +529,11 @@ class _Loader:
                 if key in reported:
                     continue
                 reported.add(key)
-                self._at(self.flow_files[start], ("nodes", node_id, *path),
-                         "subflows call each other in a loop: " + " -> ".join(cycle))
+                self._at(
+                    self.flow_files[start],
+                    ("nodes", node_id, *path),
+                    "subflows call each other in a loop: " + " -> ".join(cycle),
+                )
 
     def _check_spin(self, state: _FileState, flow: Flow, waits: Mapping[str, bool]) -> None:
         def passive(node: NodeSpec) -> bool:
@@ -472,8 +542,7 @@ class _Loader:
             return not any(waits.get(called, False) for _, called in node.subflows())
 
         graph = {
-            node_id: [t for _, t in node.targets()
-                      if t in flow.nodes and passive(flow.nodes[t])]
+            node_id: [t for _, t in node.targets() if t in flow.nodes and passive(flow.nodes[t])]
             for node_id, node in flow.nodes.items()
             if passive(node)
         }
@@ -482,9 +551,14 @@ class _Loader:
             if len(component) == 1 and start not in graph[start]:
                 continue
             cycle = _cycle_from(graph, start, component)
-            self._at(state, ("nodes", start),
-                     "loop without waiting for the caller: " + " -> ".join(cycle)
-                     + " (add a play, menu or collect to it)", key=True)
+            self._at(
+                state,
+                ("nodes", start),
+                "loop without waiting for the caller: "
+                + " -> ".join(cycle)
+                + " (add a play, menu or collect to it)",
+                key=True,
+            )
 
 
 def _path_between(
@@ -584,10 +658,12 @@ def _sub_document(document: LocatedDocument, base: DocPath) -> LocatedDocument:
     return LocatedDocument(
         file=document.file,
         data=document.get(base),
-        value_locations={p[size:]: loc for p, loc in document.value_locations.items()
-                         if p[:size] == base},
-        key_locations={p[size:]: loc for p, loc in document.key_locations.items()
-                       if p[:size] == base},
+        value_locations={
+            p[size:]: loc for p, loc in document.value_locations.items() if p[:size] == base
+        },
+        key_locations={
+            p[size:]: loc for p, loc in document.key_locations.items() if p[:size] == base
+        },
     )
 
 

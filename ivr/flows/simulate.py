@@ -56,8 +56,13 @@ __all__ = [
 ]
 
 MAX_SIMULATED_EVENTS = 10_000
-DEFAULT_TASK_RESULTS = {"hours": "open", "queue": "bridged", "deflect": "done",
-                        "voicemail": "done", "transfer": "done"}
+DEFAULT_TASK_RESULTS = {
+    "hours": "open",
+    "queue": "bridged",
+    "deflect": "done",
+    "voicemail": "done",
+    "transfer": "done",
+}
 
 
 def simulate(
@@ -84,8 +89,9 @@ def simulate(
     flow_id = flow_set.route(trunk, number)
     lines = [f"route: trunk {trunk or '-'} number {number} -> flow {flow_id}"]
     lines += [f"profile warning: {w}" for w in warnings]
-    flags = [name for name in ("verified_customer", "bad_actor", "repeat_customer")
-             if profile.get(name)]
+    flags = [
+        name for name in ("verified_customer", "bad_actor", "repeat_customer") if profile.get(name)
+    ]
     extra = [f"{k}={v}" for k, v in sorted(profile.extra.items())]
     if flags or extra:
         lines.append("profile: " + ", ".join(flags + extra))
@@ -93,8 +99,14 @@ def simulate(
         lines.append(f"simulation error: no flow {flow_id!r} (check the routes)")
         return lines
     keys = deque(key for entry in digits for key in entry.strip())
-    context = CallContext(caller=caller, called=number, trunk=trunk, headers=header_map,
-                          profile=profile, language=lang)
+    context = CallContext(
+        caller=caller,
+        called=number,
+        trunk=trunk,
+        headers=header_map,
+        profile=profile,
+        language=lang,
+    )
     session = FlowSession(flow_set, context, flow_id=flow_id)
     actions = session.start()
     results = {**DEFAULT_TASK_RESULTS, **(task_results or {})}
@@ -148,8 +160,9 @@ def simulate(
     assert outcome is not None
     how = {"hangup": "hung up", "caller_hangup": "caller hung up", "error": "error"}[outcome.kind]
     status = "BYE" if outcome.status is None else str(outcome.status)
-    lines.append(f"outcome: {how} ({status}) in {outcome.flow_id}/{outcome.node_id}: "
-                 f"{outcome.reason}")
+    lines.append(
+        f"outcome: {how} ({status}) in {outcome.flow_id}/{outcome.node_id}: {outcome.reason}"
+    )
     lines.append(f"menu path: {outcome.menu_path or '-'}")
     if keys:
         lines.append("unused digits: " + "".join(keys))
@@ -191,8 +204,9 @@ def _describe(action: Action) -> list[str]:
 
 def _item(item: PromptItem) -> str:
     if isinstance(item, TtsPrompt):
-        extra = "".join(f", {k} {v}" for k, v in (("voice", item.voice), ("rate", item.rate))
-                        if v is not None)
+        extra = "".join(
+            f", {k} {v}" for k, v in (("voice", item.voice), ("rate", item.rate)) if v is not None
+        )
         return f"tts [{item.language}{extra}] {item.text!r}"
     if isinstance(item, FilePrompt):
         return f"file {os.fspath(item.path)}"
@@ -222,14 +236,25 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--number", required=True, help="dialled number")
     parser.add_argument("--trunk", help="trunk name the call comes from")
     parser.add_argument("--caller", default="anonymous", help="caller number")
-    parser.add_argument("--digits", default="",
-                        help="keys to press, comma-separated (e.g. 1,2 or 123456#)")
-    parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
-                        help="a header of the initial INVITE (repeatable)")
+    parser.add_argument(
+        "--digits", default="", help="keys to press, comma-separated (e.g. 1,2 or 123456#)"
+    )
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="a header of the initial INVITE (repeatable)",
+    )
     parser.add_argument("--lang", help="call language at start (e.g. fr)")
-    parser.add_argument("--task-result", action="append", default=[], metavar="KIND=RESULT",
-                        help="outcome of an engine task (e.g. hours=closed, queue=overflow); "
-                             "repeatable; defaults: hours=open, queue=bridged, others done")
+    parser.add_argument(
+        "--task-result",
+        action="append",
+        default=[],
+        metavar="KIND=RESULT",
+        help="outcome of an engine task (e.g. hours=closed, queue=overflow); "
+        "repeatable; defaults: hours=open, queue=bridged, others done",
+    )
 
 
 def run_simulate(args: argparse.Namespace, flow_set: FlowSet) -> tuple[int, list[str]]:
@@ -247,9 +272,16 @@ def run_simulate(args: argparse.Namespace, flow_set: FlowSet) -> tuple[int, list
         if not sep or not kind.strip() or not result.strip():
             return 2, [f"--task-result {item!r}: expected KIND=RESULT"]
         results[kind.strip()] = result.strip()
-    lines = simulate(flow_set, number=args.number, trunk=args.trunk, caller=args.caller,
-                     digits=digits, headers=headers_from_pairs(pairs), lang=args.lang,
-                     task_results=results)
+    lines = simulate(
+        flow_set,
+        number=args.number,
+        trunk=args.trunk,
+        caller=args.caller,
+        digits=digits,
+        headers=headers_from_pairs(pairs),
+        lang=args.lang,
+        task_results=results,
+    )
     stuck = lines[-1].startswith("simulation ")
     return (1 if stuck else 0), lines
 
@@ -274,8 +306,7 @@ def main_simulate(
     except _UsageError as exc:
         return 2, [f"switchhook simulate: {exc}"]
     try:
-        flow_set = load_flow_set(flows_dir, prompts_dir=prompts_dir, routes=routes,
-                                 profile=profile)
+        flow_set = load_flow_set(flows_dir, prompts_dir=prompts_dir, routes=routes, profile=profile)
     except ConfigError as exc:
         return 1, [str(problem) for problem in exc.problems]
     return run_simulate(args, flow_set)

@@ -101,8 +101,6 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-
-
 Text = Annotated[str, Field(min_length=1), AfterValidator(no_control_chars)]
 Name = Annotated[str, Field(min_length=1, pattern=_NAME)]
 

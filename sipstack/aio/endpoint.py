@@ -69,8 +69,12 @@ class _StreamProtocol(asyncio.Protocol):
             messages = self.framer.feed(data)
         except ParseError as exc:
             # A stream cannot resynchronise after a framing error (§18.3): close it.
-            log.warning("closing stream after framing error", remote=self.remote,
-                        transport=self.transport_name, error=str(exc))
+            log.warning(
+                "closing stream after framing error",
+                remote=self.remote,
+                transport=self.transport_name,
+                error=str(exc),
+            )
             if self.transport is not None:
                 self.transport.close()
             return
@@ -85,9 +89,14 @@ class _StreamProtocol(asyncio.Protocol):
 class SipEndpoint:
     """Runs a :class:`UserAgent` on asyncio sockets and hands its events to ``on_event``."""
 
-    def __init__(self, ua: UserAgent, on_event: EventHandler, *,
-                 loop: asyncio.AbstractEventLoop | None = None,
-                 limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        ua: UserAgent,
+        on_event: EventHandler,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         self.ua = ua
         self.on_event = on_event
         self.loop = loop or asyncio.get_event_loop()
@@ -106,7 +115,8 @@ class SipEndpoint:
 
     async def listen_udp(self, host: str, port: int) -> Address:
         transport, protocol = await self.loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self, (host, port)), local_addr=(host, port))
+            lambda: _UdpProtocol(self, (host, port)), local_addr=(host, port)
+        )
         sock = transport.get_extra_info("sockname")
         local = (sock[0], sock[1])
         protocol.local = local
@@ -119,12 +129,17 @@ class SipEndpoint:
     async def listen_tls(self, host: str, port: int, context: ssl.SSLContext) -> Address:
         return await self._listen_stream("TLS", host, port, context)
 
-    async def _listen_stream(self, name: str, host: str, port: int,
-                             context: ssl.SSLContext | None) -> Address:
+    async def _listen_stream(
+        self, name: str, host: str, port: int, context: ssl.SSLContext | None
+    ) -> Address:
         holder: dict[str, Address] = {}
         server = await self.loop.create_server(
-            lambda: _StreamProtocol(self, name, holder["local"]), host, port, ssl=context,
-            reuse_address=True)
+            lambda: _StreamProtocol(self, name, holder["local"]),
+            host,
+            port,
+            ssl=context,
+            reuse_address=True,
+        )
         sock = server.sockets[0].getsockname()
         holder["local"] = (sock[0], sock[1])
         self._servers.append(server)
@@ -157,8 +172,11 @@ class SipEndpoint:
         try:
             self.ua.receive_datagram(data, flow, self.loop.time())
         except Exception:
-            log.exception("SIP core failed on an incoming message", remote=flow.remote,
-                          transport=flow.transport)
+            log.exception(
+                "SIP core failed on an incoming message",
+                remote=flow.remote,
+                transport=flow.transport,
+            )
         self.flush()
 
     def flush(self) -> None:
@@ -203,15 +221,17 @@ class SipEndpoint:
         if flow.transport == "TCP":
             self.loop.create_task(self._connect_and_send(flow, item.data))
         else:
-            log.warning("no connection for stream message", remote=flow.remote,
-                        transport=flow.transport)
+            log.warning(
+                "no connection for stream message", remote=flow.remote, transport=flow.transport
+            )
 
     async def _connect_and_send(self, flow: Flow, data: bytes) -> None:
         """RFC 3261 §18.1.1: open a new connection when none exists to the destination."""
         try:
             local = flow.local or ("0.0.0.0", 0)
             _, protocol = await self.loop.create_connection(
-                lambda: _StreamProtocol(self, "TCP", local), flow.remote[0], flow.remote[1])
+                lambda: _StreamProtocol(self, "TCP", local), flow.remote[0], flow.remote[1]
+            )
         except OSError as exc:
             log.warning("TCP connect failed", remote=flow.remote, error=str(exc))
             return

@@ -128,8 +128,10 @@ class RunningEngine:
                 if all(line.get(k) == v for k, v in match.items()):
                     return line
             time.sleep(0.05)
-        raise AssertionError(f"log event {event!r} {match} not seen in {timeout}s; "
-                             f"last lines: {self.log_path.read_text()[-3000:]}")
+        raise AssertionError(
+            f"log event {event!r} {match} not seen in {timeout}s; "
+            f"last lines: {self.log_path.read_text()[-3000:]}"
+        )
 
     @property
     def alive(self) -> bool:
@@ -148,8 +150,14 @@ def write_flows(tmp: Path, extra: dict[str, str] | None = None) -> Path:
     return flows_dir
 
 
-def write_config(tmp: Path, sip_port: int, *, flows: dict[str, str] | None = None,
-                 watch_flows: bool = True, **overrides: Any) -> tuple[Path, dict[str, Any]]:
+def write_config(
+    tmp: Path,
+    sip_port: int,
+    *,
+    flows: dict[str, str] | None = None,
+    watch_flows: bool = True,
+    **overrides: Any,
+) -> tuple[Path, dict[str, Any]]:
     rtp_min, rtp_max = rtp_range()
     config: dict[str, Any] = {
         "sip": {
@@ -161,11 +169,18 @@ def write_config(tmp: Path, sip_port: int, *, flows: dict[str, str] | None = Non
             # asserted exactly in the unit pair tests.
             "timers": {"t1_ms": 500, "t2_ms": 4000, "t4_ms": 5000},
         },
-        "media": {"address": "127.0.0.1", "rtp_port_min": rtp_min, "rtp_port_max": rtp_max,
-                  "tts": {"cache_dir": str(ROOT / "var" / "tts-cache")}},
+        "media": {
+            "address": "127.0.0.1",
+            "rtp_port_min": rtp_min,
+            "rtp_port_max": rtp_max,
+            "tts": {"cache_dir": str(ROOT / "var" / "tts-cache")},
+        },
         "trunks": [{"name": "local", "sources": ["127.0.0.0/8", "::1/128"]}],
-        "flows": {"dir": str(write_flows(tmp, flows)), "watch": watch_flows,
-                  "watch_interval_seconds": 0.2},
+        "flows": {
+            "dir": str(write_flows(tmp, flows)),
+            "watch": watch_flows,
+            "watch_interval_seconds": 0.2,
+        },
         "routes": {"default": "default", "rules": [{"prefix": "800", "flow": "support"}]},
         "shutdown": {"grace_seconds": 2, "mode": "hangup"},
         "logging": {"level": "debug", "format": "json"},
@@ -254,10 +269,19 @@ class SippResult:
         return int(self.stats.get("FailedCall(C)", "0") or 0)
 
 
-def run_sipp(scenario: str, engine: RunningEngine, tmp_path: Path, *, calls: int = 1,
-             transport: str = "u1", service: str = "100", timeout: float = 60,
-             extra: list[str] | None = None, keys: dict[str, str] | None = None,
-             subst: dict[str, str] | None = None) -> SippResult:
+def run_sipp(
+    scenario: str,
+    engine: RunningEngine,
+    tmp_path: Path,
+    *,
+    calls: int = 1,
+    transport: str = "u1",
+    service: str = "100",
+    timeout: float = 60,
+    extra: list[str] | None = None,
+    keys: dict[str, str] | None = None,
+    subst: dict[str, str] | None = None,
+) -> SippResult:
     """Run one SIPp scenario against ``engine``. ``keys`` become ``-key`` values
     (``[name]`` in the scenario); ``subst`` fills ``%%name%%`` placeholders where SIPp does not
     expand keywords (e.g. the expected response code)."""
@@ -265,8 +289,12 @@ def run_sipp(scenario: str, engine: RunningEngine, tmp_path: Path, *, calls: int
     workdir = tmp_path / f"sipp-{scenario.replace('.xml', '')}-{time.monotonic_ns()}"
     workdir.mkdir()
     text = (SCENARIOS / scenario).read_text()
-    placeholders = {"hold_ms": "1000", "bye_timeout": "30000",
-                    "dtmf_pcap": str(SIPP_PCAPS / "dtmf_2833_5.pcap"), **(subst or {})}
+    placeholders = {
+        "hold_ms": "1000",
+        "bye_timeout": "30000",
+        "dtmf_pcap": str(SIPP_PCAPS / "dtmf_2833_5.pcap"),
+        **(subst or {}),
+    }
     for name, value in placeholders.items():
         text = text.replace(f"%%{name}%%", value)
     scenario_path = workdir / scenario
@@ -274,13 +302,37 @@ def run_sipp(scenario: str, engine: RunningEngine, tmp_path: Path, *, calls: int
     local_port = free_port()
     media_port = sipp_media_port()
     cmd = [
-        sipp, f"127.0.0.1:{engine.sip_port}", "-sf", str(scenario_path),
-        "-i", "127.0.0.1", "-p", str(local_port), "-mi", "127.0.0.1",
-        "-mp", str(media_port), "-t", transport, "-m", str(calls), "-s", service,
-        "-trace_stat", "-trace_msg", "-trace_err", "-stf", str(workdir / "stats.csv"),
-        "-message_file", str(workdir / "messages.log"),
-        "-error_file", str(workdir / "errors.log"),
-        "-timeout", f"{int(timeout)}s", "-timeout_error", "-nostdin",
+        sipp,
+        f"127.0.0.1:{engine.sip_port}",
+        "-sf",
+        str(scenario_path),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(local_port),
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        str(media_port),
+        "-t",
+        transport,
+        "-m",
+        str(calls),
+        "-s",
+        service,
+        "-trace_stat",
+        "-trace_msg",
+        "-trace_err",
+        "-stf",
+        str(workdir / "stats.csv"),
+        "-message_file",
+        str(workdir / "messages.log"),
+        "-error_file",
+        str(workdir / "errors.log"),
+        "-timeout",
+        f"{int(timeout)}s",
+        "-timeout_error",
+        "-nostdin",
     ]
     for key, value in {"rtp_port": str(media_port), **(keys or {})}.items():
         cmd += ["-key", key, value]
@@ -292,9 +344,20 @@ def run_sipp(scenario: str, engine: RunningEngine, tmp_path: Path, *, calls: int
         rows = [r.split(";") for r in csv.read_text().splitlines() if r.strip()]
         if len(rows) >= 2:
             stats = dict(zip(rows[0], rows[-1], strict=False))
-    messages = (workdir / "messages.log").read_text(errors="replace") \
-        if (workdir / "messages.log").exists() else ""
-    errors = (workdir / "errors.log").read_text(errors="replace") \
-        if (workdir / "errors.log").exists() else ""
-    return SippResult(proc.returncode, proc.stdout.decode(errors="replace"),
-                      proc.stderr.decode(errors="replace") + errors, stats, messages)
+    messages = (
+        (workdir / "messages.log").read_text(errors="replace")
+        if (workdir / "messages.log").exists()
+        else ""
+    )
+    errors = (
+        (workdir / "errors.log").read_text(errors="replace")
+        if (workdir / "errors.log").exists()
+        else ""
+    )
+    return SippResult(
+        proc.returncode,
+        proc.stdout.decode(errors="replace"),
+        proc.stderr.decode(errors="replace") + errors,
+        stats,
+        messages,
+    )

@@ -31,26 +31,32 @@ def test_refusals_by_permission_and_team_over_http(tmp_path: Path) -> None:
         status, doc = await h.api("GET", "/openapi.json", token=None)
         assert status == 200 and doc["openapi"].startswith("3.")
         # An agent has no monitoring rights.
-        status, refused = await h.api("POST", f"{path}/monitor", {"mode": "listen"},
-                                      token=TOKENS["nobody"])
+        status, refused = await h.api(
+            "POST", f"{path}/monitor", {"mode": "listen"}, token=TOKENS["nobody"]
+        )
         assert status == 403, refused
         # A listen-only role may not coach or barge.
         for mode in ("coach", "barge"):
-            status, refused = await h.api("POST", f"{path}/monitor", {"mode": mode},
-                                          token=TOKENS["trainee"])
+            status, refused = await h.api(
+                "POST", f"{path}/monitor", {"mode": mode}, token=TOKENS["trainee"]
+            )
             assert status == 403 and "monitor." + mode in refused["error"]
         # A manager of another team sees nothing of the call and may not touch it.
         status, calls = await h.api("GET", "/calls", token=TOKENS["mgr_support"])
         assert status == 200 and calls["calls"] == []
-        for method, suffix, payload in (("GET", "", None),
-                                        ("POST", "/monitor", {"mode": "listen"}),
-                                        ("POST", "/end", {})):
-            status, refused = await h.api(method, path + suffix, payload,
-                                          token=TOKENS["mgr_support"])
+        for method, suffix, payload in (
+            ("GET", "", None),
+            ("POST", "/monitor", {"mode": "listen"}),
+            ("POST", "/end", {}),
+        ):
+            status, refused = await h.api(
+                method, path + suffix, payload, token=TOKENS["mgr_support"]
+            )
             assert status == 403, (method, suffix, refused)
         # The manager of the call's team sees it, with its details.
-        status, calls = await h.api("GET", "/calls?state=connected&agent=a1",
-                                    token=TOKENS["mgr_sales"])
+        status, calls = await h.api(
+            "GET", "/calls?state=connected&agent=a1", token=TOKENS["mgr_sales"]
+        )
         assert [c["id"] for c in calls["calls"]] == [b.call.call_id]
         status, calls = await h.api("GET", "/calls?state=queued", token=TOKENS["mgr_sales"])
         assert calls["calls"] == []
@@ -82,8 +88,9 @@ def test_end_call_needs_confirmation_ends_both_legs_and_is_audited(tmp_path: Pat
         assert status == 409
         status, _ = await h.api("POST", path, {"confirm": first["confirm"]}, token=TOKENS["root"])
         assert status == 409, "the token belongs to the user who asked"
-        status, done = await h.api("POST", path, {"confirm": first["confirm"]},
-                                   token=TOKENS["mgr_sales"])
+        status, done = await h.api(
+            "POST", path, {"confirm": first["confirm"]}, token=TOKENS["mgr_sales"]
+        )
         assert status == 200 and done["ended"] is True, done
         # Both legs and the monitor leg got a BYE and answered it.
         assert await b.uac.wait() == 0 and await b.uas.wait() == 0 and await phone.wait() == 0
@@ -92,11 +99,18 @@ def test_end_call_needs_confirmation_ends_both_legs_and_is_audited(tmp_path: Pat
         await h.until(lambda: not h.engine.calls and not h.engine.outbound)
         status, audit = await h.api("GET", f"/audit?call_id={b.call.call_id}")
         rows = [(r["who"], r["action"]) for r in audit["audit"]]
-        assert rows == [("sam", "monitor.start"), ("mgr_sales", "call.end"),
-                        ("sam", "monitor.stop")], rows
+        assert rows == [
+            ("sam", "monitor.start"),
+            ("mgr_sales", "call.end"),
+            ("sam", "monitor.stop"),
+        ], rows
         end = audit["audit"][1]
-        assert end["details"] == {"reason": "ended by mgr_sales", "state": "connected",
-                                  "agent": "a1", "queue": "support"}
+        assert end["details"] == {
+            "reason": "ended by mgr_sales",
+            "state": "connected",
+            "agent": "a1",
+            "queue": "support",
+        }
         assert audit["audit"][2]["details"]["reason"] == "call ended"
         del view, sup
 
@@ -109,33 +123,59 @@ def test_stuck_calls_are_ended_automatically_with_the_reason(tmp_path: Path) -> 
         assert await b.uac.wait(timeout=15) == 0 and await b.uas.wait() == 0
         status, audit = await h.api("GET", f"/audit?call_id={b.call.call_id}")
         assert [(r["who"], r["action"], r["details"]["reason"]) for r in audit["audit"]] == [
-            ("system", "call.end", "stuck: connected for more than 2 s")]
+            ("system", "call.end", "stuck: connected for more than 2 s")
+        ]
 
-    run_with_engine(tmp_path, body, monitoring={"stuck_calls": {
-        "enabled": True, "connected_seconds": 2, "queued_seconds": 2,
-        "check_every_seconds": 0.5}})
+    run_with_engine(
+        tmp_path,
+        body,
+        monitoring={
+            "stuck_calls": {
+                "enabled": True,
+                "connected_seconds": 2,
+                "queued_seconds": 2,
+                "check_every_seconds": 0.5,
+            }
+        },
+    )
 
 
 def test_dial_in_refused_without_permission_or_outside_the_team(tmp_path: Path) -> None:
     async def body(h: Harness) -> None:
         b = await h.bridged_call(agent="a1")
         sip_port = h.engine.listening[0][2]
-        for user, service, expect in (("nobody", "*55a1", "403"),
-                                      ("mgr_support", "*55a1", "403"),
-                                      ("sam", "*55a9", "404")):
+        for user, service, expect in (
+            ("nobody", "*55a1", "403"),
+            ("mgr_support", "*55a1", "403"),
+            ("sam", "*55a9", "404"),
+        ):
             rtp = h.tone(None)
-            peer = h.peer(sipp_peer(h.tmp, f"dialin-{user}", rtp.port, uac_to=sip_port,
-                                    service=service, scenario="mon_uac_dialin_refused.xml",
-                                                    keys={"user": user},
-                                    subst={"expect": expect, "auth_user": user,
-                                           "auth_pass": SIP_PASSWORD}))
+            peer = h.peer(
+                sipp_peer(
+                    h.tmp,
+                    f"dialin-{user}",
+                    rtp.port,
+                    uac_to=sip_port,
+                    service=service,
+                    scenario="mon_uac_dialin_refused.xml",
+                    keys={"user": user},
+                    subst={"expect": expect, "auth_user": user, "auth_pass": SIP_PASSWORD},
+                )
+            )
             assert await peer.wait() == 0, (user, peer.log.read_text()[-1500:])
         # A wrong password is refused too.
-        peer = h.peer(sipp_peer(h.tmp, "dialin-badpass", h.tone(None).port, uac_to=sip_port,
-                                service="*55a1", scenario="mon_uac_dialin_refused.xml",
-                                keys={"user": "sam"},
-                                subst={"expect": "403", "auth_user": "sam",
-                                       "auth_pass": "wrong"}))
+        peer = h.peer(
+            sipp_peer(
+                h.tmp,
+                "dialin-badpass",
+                h.tone(None).port,
+                uac_to=sip_port,
+                service="*55a1",
+                scenario="mon_uac_dialin_refused.xml",
+                keys={"user": "sam"},
+                subst={"expect": "403", "auth_user": "sam", "auth_pass": "wrong"},
+            )
+        )
         assert await peer.wait() == 0
         assert not h.engine.supervision.monitors
         b.hangup("done")
@@ -145,18 +185,27 @@ def test_dial_in_refused_without_permission_or_outside_the_team(tmp_path: Path) 
 
 
 def test_dial_in_listens_switches_to_coach_by_dtmf_and_moves_to_the_next_call(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     async def body(h: Harness) -> None:
         first = await h.bridged_call(agent="a1")
-        second = await h.bridged_call(agent="a2", caller="+15550003333", caller_hz=700.0,
-                                      agent_hz=1400.0)
+        second = await h.bridged_call(
+            agent="a2", caller="+15550003333", caller_hz=700.0, agent_hz=1400.0
+        )
         sip_port = h.engine.listening[0][2]
         sup = h.tone(SUPERVISOR_HZ)
-        phone = h.peer(sipp_peer(h.tmp, "dialin-sam", sup.port, uac_to=sip_port,
-                                 service="*55a1", scenario="mon_uac_dialin.xml",
-                                 keys={"user": "sam", "key1": "2", "key2": "*"},
-                                 subst={"auth_user": "sam", "auth_pass": SIP_PASSWORD,
-                                        "listen_ms": "1800"}))
+        phone = h.peer(
+            sipp_peer(
+                h.tmp,
+                "dialin-sam",
+                sup.port,
+                uac_to=sip_port,
+                service="*55a1",
+                scenario="mon_uac_dialin.xml",
+                keys={"user": "sam", "key1": "2", "key2": "*"},
+                subst={"auth_user": "sam", "auth_pass": SIP_PASSWORD, "listen_ms": "1800"},
+            )
+        )
         monitor = await h.until(lambda: next(iter(h.engine.supervision.monitors.values()), None))
         assert monitor.via == "dial-in" and monitor.call is first.call
         await h.until(lambda: monitor.state == "active")
@@ -184,14 +233,18 @@ def test_dial_in_listens_switches_to_coach_by_dtmf_and_moves_to_the_next_call(
             assert await b.uas.wait() == 0
             assert b.uas.requests_received() == ["INVITE", "ACK", "BYE"]
         status, audit = await h.api("GET", "/audit")
-        rows = [(r["call_id"], r["action"], r["details"].get("mode"),
-                 r["details"].get("reason")) for r in audit["audit"]]
+        rows = [
+            (r["call_id"], r["action"], r["details"].get("mode"), r["details"].get("reason"))
+            for r in audit["audit"]
+        ]
         c1, c2 = first.call.call_id, second.call.call_id
-        assert rows == [(c1, "monitor.start", "listen", None),
-                        (c1, "monitor.mode", "coach", None),
-                        (c1, "monitor.stop", "coach", "moved to next call"),
-                        (c2, "monitor.start", "coach", None),
-                        (c2, "monitor.stop", "coach", "supervisor hung up")], rows
+        assert rows == [
+            (c1, "monitor.start", "listen", None),
+            (c1, "monitor.mode", "coach", None),
+            (c1, "monitor.stop", "coach", "moved to next call"),
+            (c2, "monitor.start", "coach", None),
+            (c2, "monitor.stop", "coach", "supervisor hung up"),
+        ], rows
         await asyncio.sleep(0)
 
     run_with_engine(tmp_path, body)
@@ -202,9 +255,16 @@ def test_cli_lists_calls_and_agents_and_ends_a_call(tmp_path: Path) -> None:
 
     async def cli(h: Harness, *args: str) -> tuple[int, str]:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ivr.cli", *args, "--api", f"127.0.0.1:{h.admin_port}",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env={**__import__("os").environ, "SWITCHHOOK_TOKEN": TOKENS["root"]})
+            sys.executable,
+            "-m",
+            "ivr.cli",
+            *args,
+            "--api",
+            f"127.0.0.1:{h.admin_port}",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**__import__("os").environ, "SWITCHHOOK_TOKEN": TOKENS["root"]},
+        )
         out, _ = await process.communicate()
         return process.returncode or 0, out.decode()
 
@@ -236,13 +296,22 @@ def test_monitor_a_call_bridged_by_a_real_queue(engine_factory, tmp_path: Path) 
 
     users, roles = users_config()
     admin_port = free_port()
-    engine = start(engine_factory, acd_config(), users=users, roles=roles,
-                   admin={"enabled": True, "listen": f"127.0.0.1:{admin_port}"})
+    engine = start(
+        engine_factory,
+        acd_config(),
+        users=users,
+        roles=roles,
+        admin={"enabled": True, "listen": f"127.0.0.1:{admin_port}"},
+    )
 
     def api(method: str, path: str, body: object = None) -> tuple[int, object]:
         conn = http.client.HTTPConnection("127.0.0.1", admin_port, timeout=10)
-        conn.request(method, path, body=None if body is None else json.dumps(body),
-                     headers={"Authorization": f"Bearer {TOKENS['root']}"})
+        conn.request(
+            method,
+            path,
+            body=None if body is None else json.dumps(body),
+            headers={"Authorization": f"Bearer {TOKENS['root']}"},
+        )
         response = conn.getresponse()
         data = json.loads(response.read())
         conn.close()
@@ -251,8 +320,15 @@ def test_monitor_a_call_bridged_by_a_real_queue(engine_factory, tmp_path: Path) 
     agent_media, caller_media = RtpPeer(0x44, 0), RtpPeer(0x33, 0)
     sup = ToneLeg(SUPERVISOR_HZ)
     try:
-        phone = agent_phone(engine, tmp_path, "alice", agent_rtp=str(agent_media.port),
-                            agent_pt="0", agent_codec="PCMU", answer_ms="200")
+        phone = agent_phone(
+            engine,
+            tmp_path,
+            "alice",
+            agent_rtp=str(agent_media.port),
+            agent_pt="0",
+            agent_codec="PCMU",
+            answer_ms="200",
+        )
         uac = caller(engine, tmp_path, rtp_port=caller_media.port, hold_ms="7000", codecs="0")
         deadline = time.monotonic() + 15
         calls: list[dict[str, object]] = []
@@ -274,13 +350,28 @@ def test_monitor_a_call_bridged_by_a_real_queue(engine_factory, tmp_path: Path) 
         import sys
 
         shown = subprocess.run(
-            [sys.executable, "-m", "ivr.cli", "queues", "--api", f"127.0.0.1:{admin_port}",
-             "--token", TOKENS["root"]], capture_output=True, text=True, timeout=20)
+            [
+                sys.executable,
+                "-m",
+                "ivr.cli",
+                "queues",
+                "--api",
+                f"127.0.0.1:{admin_port}",
+                "--token",
+                TOKENS["root"],
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         assert shown.returncode == 0 and "billing" in shown.stdout, shown.stdout + shown.stderr
         monitor_phone = sipp_peer(tmp_path, "queue-sup", sup.port)
         time.sleep(0.3)
-        status, view = api("POST", f"/calls/{calls[0]['id']}/monitor",
-                           {"mode": "listen", "target": f"sip:sup@127.0.0.1:{monitor_phone.port}"})
+        status, view = api(
+            "POST",
+            f"/calls/{calls[0]['id']}/monitor",
+            {"mode": "listen", "target": f"sip:sup@127.0.0.1:{monitor_phone.port}"},
+        )
         assert status == 202, view
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and view["state"] != "active":  # type: ignore[index]
@@ -294,7 +385,9 @@ def test_monitor_a_call_bridged_by_a_real_queue(engine_factory, tmp_path: Path) 
         assert len(phone.received("INVITE")) == 1, "no re-INVITE to the agent"
         _, audit = api("GET", f"/audit?call_id={calls[0]['id']}")
         assert [(r["action"], r["details"]["agent"]) for r in audit["audit"]] == [  # type: ignore[index]
-            ("monitor.start", "alice"), ("monitor.stop", "alice")]
+            ("monitor.start", "alice"),
+            ("monitor.stop", "alice"),
+        ]
     finally:
         agent_media.close()
         caller_media.close()

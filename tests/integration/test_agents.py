@@ -37,8 +37,11 @@ class RawPhone:
             f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK{time.monotonic_ns()}",
             f"From: <sip:{self.user}@127.0.0.1>;tag=raw{self.port}",
             f"To: <sip:{self.user}@127.0.0.1>",
-            f"Call-ID: {self.call_id}", f"CSeq: {self.cseq} REGISTER",
-            f"Contact: {contact}", f"Expires: {expires}", "Max-Forwards: 70",
+            f"Call-ID: {self.call_id}",
+            f"CSeq: {self.cseq} REGISTER",
+            f"Contact: {contact}",
+            f"Expires: {expires}",
+            "Max-Forwards: 70",
         ]
         if authorization:
             lines.append(f"Authorization: {authorization}")
@@ -50,19 +53,33 @@ class RawPhone:
             if not text.startswith("SIP/2.0 100"):
                 return text
 
-    def register(self, *, password: str, algorithm: str = "SHA-256", expires: int = 3600,
-                 contact: str | None = None) -> str:
+    def register(
+        self,
+        *,
+        password: str,
+        algorithm: str = "SHA-256",
+        expires: int = 3600,
+        contact: str | None = None,
+    ) -> str:
         contact = contact or f"<sip:{self.user}@127.0.0.1:{self.port}>"
         first = self._send(contact, expires, None)
         assert first.startswith("SIP/2.0 401"), first
-        challenges = [line.split(":", 1)[1].strip() for line in first.split("\r\n")
-                      if line.lower().startswith("www-authenticate:")]
+        challenges = [
+            line.split(":", 1)[1].strip()
+            for line in first.split("\r\n")
+            if line.lower().startswith("www-authenticate:")
+        ]
         assert any("algorithm=SHA-256" in c for c in challenges), "RFC 8760: SHA-256 offered"
         assert any("algorithm=MD5" in c for c in challenges)
         challenge = next(c for c in challenges if f"algorithm={algorithm}" in c)
         authorization = build_authorization(
-            challenge, method="REGISTER", uri=f"sip:127.0.0.1:{self.engine.sip_port}",
-            username=self.user, password=password, cnonce=f"c{time.monotonic_ns()}")
+            challenge,
+            method="REGISTER",
+            uri=f"sip:127.0.0.1:{self.engine.sip_port}",
+            username=self.user,
+            password=password,
+            cnonce=f"c{time.monotonic_ns()}",
+        )
         return self._send(contact, expires, authorization)
 
     def close(self) -> None:
@@ -70,8 +87,7 @@ class RawPhone:
 
 
 def all_algorithms(**extra: Any) -> dict[str, Any]:
-    config = acd_config(agents=[agent("alice", ["billing"]), agent("bob", ["billing"])],
-                        **extra)
+    config = acd_config(agents=[agent("alice", ["billing"]), agent("bob", ["billing"])], **extra)
     config["registrar"] = {**config["registrar"], "algorithms": ["SHA-256", "MD5"]}
     return config
 
@@ -84,8 +100,9 @@ def test_register_sha256_contacts_and_unregister(engine_factory: Any) -> None:
         assert ok.startswith("SIP/2.0 200"), ok
         assert f"<sip:alice@127.0.0.1:{phone.port}>;expires=3600" in ok
         # A second contact for the same agent: both listed.
-        second = phone.register(password=PASSWORDS["alice"], algorithm="MD5",
-                                contact="<sip:alice@127.0.0.1:5999>")
+        second = phone.register(
+            password=PASSWORDS["alice"], algorithm="MD5", contact="<sip:alice@127.0.0.1:5999>"
+        )
         assert second.startswith("SIP/2.0 200") and second.count("Contact:") == 2, second
         assert engine.wait_for("agent registered", agent="alice", contacts=2)
         # Unregister everything (§10.3: "*" with Expires: 0).
@@ -115,8 +132,7 @@ def test_sipp_register_md5_and_wrong_password(engine_factory: Any, tmp_path: Pat
     engine.wait_for("register refused")
 
 
-def test_registration_expires_and_agent_is_not_offered(engine_factory: Any,
-                                                       tmp_path: Path) -> None:
+def test_registration_expires_and_agent_is_not_offered(engine_factory: Any, tmp_path: Path) -> None:
     engine = start(engine_factory, acd_config())
     register(engine, tmp_path, "alice", port=free_port(), expires=1)
     engine.wait_for("agent registered", agent="alice")
@@ -146,15 +162,29 @@ def test_registrations_restored_after_restart(engine_factory: Any, tmp_path: Pat
 def test_feature_codes_log_in_and_not_ready(engine_factory: Any, tmp_path: Path) -> None:
     engine = start(engine_factory, acd_config(log_in_on_register=False))
     register(engine, tmp_path, "alice", port=free_port())
-    for code, state in (("*41", "available"), ("*44", "not_ready"), ("*43", "available"),
-                        ("*42", "logged_out")):
-        result = run_sipp("agent_feature_code.xml", engine, tmp_path, service=code,
-                          subst={"user": "alice", "password": PASSWORDS["alice"]})
+    for code, state in (
+        ("*41", "available"),
+        ("*44", "not_ready"),
+        ("*43", "available"),
+        ("*42", "logged_out"),
+    ):
+        result = run_sipp(
+            "agent_feature_code.xml",
+            engine,
+            tmp_path,
+            service=code,
+            subst={"user": "alice", "password": PASSWORDS["alice"]},
+        )
         assert result.returncode == 0, result.stderr + result.messages[-2000:]
         line = engine.wait_for("feature code", code=code)
         assert line["agent"] == "alice"
         states = [r["new"] for r in engine.events("agent state") if r["agent"] == "alice"]
         assert states[-1] == state, (code, states)
-    bad = run_sipp("agent_feature_code.xml", engine, tmp_path, service="*41",
-                   subst={"user": "alice", "password": "wrong"})
+    bad = run_sipp(
+        "agent_feature_code.xml",
+        engine,
+        tmp_path,
+        service="*41",
+        subst={"user": "alice", "password": "wrong"},
+    )
     assert bad.returncode != 0 and "SIP/2.0 403" in bad.messages

@@ -81,12 +81,16 @@ def _rtp_fields(data: bytes) -> tuple[int, int, int, int, bytes]:
     return second & 0x7F, seq, ts, ssrc, data[12:]
 
 
-def test_call_answered_prompt_streams_and_caller_bye(engine: RunningEngine,
-                                                     tmp_path: Path) -> None:
+def test_call_answered_prompt_streams_and_caller_bye(engine: RunningEngine, tmp_path: Path) -> None:
     sink = RtpSink()
     try:
-        result = run_sipp("uac_caller_bye.xml", engine, tmp_path,
-                          keys={"rtp_port": str(sink.port)}, subst={"hold_ms": "2500"})
+        result = run_sipp(
+            "uac_caller_bye.xml",
+            engine,
+            tmp_path,
+            keys={"rtp_port": str(sink.port)},
+            subst={"hold_ms": "2500"},
+        )
     finally:
         sink.close()
     assert result.returncode == 0, result.stderr
@@ -102,8 +106,7 @@ def test_call_answered_prompt_streams_and_caller_bye(engine: RunningEngine,
     fields = [_rtp_fields(data) for _, data in sink.packets]
     assert {f[0] for f in fields} == {0}
     assert len({f[3] for f in fields}) == 1, "one SSRC for the leg"
-    for (_, seq_a, ts_a, _, _), (_, seq_b, ts_b, _, pay_b) in zip(fields, fields[1:],
-                                                                  strict=False):
+    for (_, seq_a, ts_a, _, _), (_, seq_b, ts_b, _, pay_b) in zip(fields, fields[1:], strict=False):
         assert (seq_b - seq_a) % 65536 == 1
         assert (ts_b - ts_a) % 2**32 == 160
         assert len(pay_b) == 160
@@ -127,12 +130,18 @@ def test_engine_hangs_up_after_digit_timeout(engine: RunningEngine, tmp_path: Pa
     assert "BYE sip:" in result.messages
 
 
-@pytest.mark.parametrize(("pcap", "digit"), [("dtmf_2833_5.pcap", "5"),
-                                             ("dtmf_2833_pound.pcap", "#")])
-def test_rfc4733_dtmf_reported_as_the_right_digit(engine: RunningEngine, tmp_path: Path,
-                                                  pcap: str, digit: str) -> None:
-    result = run_sipp("uac_dtmf.xml", engine, tmp_path,
-                      subst={"dtmf_pcap": f"/usr/share/sip-tester/{pcap}", "hold_ms": "1000"})
+@pytest.mark.parametrize(
+    ("pcap", "digit"), [("dtmf_2833_5.pcap", "5"), ("dtmf_2833_pound.pcap", "#")]
+)
+def test_rfc4733_dtmf_reported_as_the_right_digit(
+    engine: RunningEngine, tmp_path: Path, pcap: str, digit: str
+) -> None:
+    result = run_sipp(
+        "uac_dtmf.xml",
+        engine,
+        tmp_path,
+        subst={"dtmf_pcap": f"/usr/share/sip-tester/{pcap}", "hold_ms": "1000"},
+    )
     assert result.returncode == 0, result.stderr
     collected = engine.wait_for("flow variable", name="digit")
     assert collected["value"] == digit
@@ -156,8 +165,11 @@ def test_cancel_before_answer(engine_factory, tmp_path: Path) -> None:  # type: 
 def test_lost_acks_engine_retransmits_200(engine: RunningEngine, tmp_path: Path) -> None:
     result = run_sipp("uac_lost_ack.xml", engine, tmp_path)
     assert result.returncode == 0, result.stderr + result.stdout
-    received_200 = [chunk for chunk in result.messages.split("received [")
-                    if "SIP/2.0 200 OK" in chunk and "CSeq: 1 INVITE" in chunk]
+    received_200 = [
+        chunk
+        for chunk in result.messages.split("received [")
+        if "SIP/2.0 200 OK" in chunk and "CSeq: 1 INVITE" in chunk
+    ]
     assert len(received_200) >= 3, "the engine retransmitted its 200 OK until the ACK"
     engine.wait_for("call confirmed (ACK)")
     assert engine.wait_for("call ended")["reason"].startswith("remote")
@@ -182,11 +194,22 @@ def test_source_outside_every_trunk_gets_403(engine_factory, tmp_path: Path) -> 
 
 
 def test_digest_trunk_challenges_then_admits(engine_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    engine = engine_factory(trunks=[{
-        "name": "pbx", "auth": {"username": "pbx1", "password": "s3cret", "realm": "switchhook",
-                                "algorithms": ["MD5"]}}])
-    result = run_sipp("uac_auth.xml", engine, tmp_path,
-                      subst={"auth_user": "pbx1", "auth_pass": "s3cret"})
+    engine = engine_factory(
+        trunks=[
+            {
+                "name": "pbx",
+                "auth": {
+                    "username": "pbx1",
+                    "password": "s3cret",
+                    "realm": "switchhook",
+                    "algorithms": ["MD5"],
+                },
+            }
+        ]
+    )
+    result = run_sipp(
+        "uac_auth.xml", engine, tmp_path, subst={"auth_user": "pbx1", "auth_pass": "s3cret"}
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "SIP/2.0 401 Unauthorized" in result.messages
     assert 'WWW-Authenticate: Digest realm="switchhook"' in result.messages
@@ -195,11 +218,17 @@ def test_digest_trunk_challenges_then_admits(engine_factory, tmp_path: Path) -> 
 
 
 def test_digest_wrong_password_forbidden(engine_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    engine = engine_factory(trunks=[{
-        "name": "pbx", "auth": {"username": "pbx1", "password": "s3cret",
-                                "algorithms": ["MD5"]}}])
-    result = run_sipp("uac_auth.xml", engine, tmp_path,
-                      subst={"auth_user": "pbx1", "auth_pass": "wrong"})
+    engine = engine_factory(
+        trunks=[
+            {
+                "name": "pbx",
+                "auth": {"username": "pbx1", "password": "s3cret", "algorithms": ["MD5"]},
+            }
+        ]
+    )
+    result = run_sipp(
+        "uac_auth.xml", engine, tmp_path, subst={"auth_user": "pbx1", "auth_pass": "wrong"}
+    )
     assert result.returncode != 0
     assert "SIP/2.0 403 Forbidden" in result.messages
     assert not engine.events("call admitted")
@@ -229,8 +258,9 @@ def test_malformed_burst_then_normal_call(engine: RunningEngine, tmp_path: Path)
     sock.settimeout(0.5)
     for _ in range(20):
         for template in MALFORMED:
-            sock.sendto(template.replace(b"{port}", str(port).encode()),
-                        ("127.0.0.1", engine.sip_port))
+            sock.sendto(
+                template.replace(b"{port}", str(port).encode()), ("127.0.0.1", engine.sip_port)
+            )
     replies = []
     while True:
         try:
@@ -253,8 +283,14 @@ def test_malformed_burst_then_normal_call(engine: RunningEngine, tmp_path: Path)
 def test_same_call_over_tcp(engine: RunningEngine, tmp_path: Path) -> None:
     sink = RtpSink()
     try:
-        result = run_sipp("uac_caller_bye.xml", engine, tmp_path, transport="t1",
-                          keys={"rtp_port": str(sink.port)}, subst={"hold_ms": "1500"})
+        result = run_sipp(
+            "uac_caller_bye.xml",
+            engine,
+            tmp_path,
+            transport="t1",
+            keys={"rtp_port": str(sink.port)},
+            subst={"hold_ms": "1500"},
+        )
     finally:
         sink.close()
     assert result.returncode == 0, result.stderr + result.stdout
@@ -272,8 +308,11 @@ def test_hold_and_unhold_by_reinvite(engine_factory, tmp_path: Path) -> None:  #
     finally:
         sink.close()
     assert result.returncode == 0, result.stderr + result.stdout
-    answers = [chunk.split("\n\n", 1)[1] for chunk in result.messages.split("received [")
-               if "SIP/2.0 200 OK" in chunk and "INVITE" in chunk.split("CSeq:")[1][:12]]
+    answers = [
+        chunk.split("\n\n", 1)[1]
+        for chunk in result.messages.split("received [")
+        if "SIP/2.0 200 OK" in chunk and "INVITE" in chunk.split("CSeq:")[1][:12]
+    ]
     # One answer per distinct INVITE (2xx retransmissions are the same bytes).
     distinct = list(dict.fromkeys(answers))
     assert len(distinct) == 3

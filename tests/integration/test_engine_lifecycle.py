@@ -27,12 +27,14 @@ def _in_thread(fn: Any, *args: Any, **kwargs: Any) -> tuple[threading.Thread, li
     return thread, out
 
 
-def test_rtp_port_exhaustion_answers_503_and_keeps_serving(engine_factory: Any,
-                                                          tmp_path: Path) -> None:
+def test_rtp_port_exhaustion_answers_503_and_keeps_serving(
+    engine_factory: Any, tmp_path: Path
+) -> None:
     port, _ = rtp_range()  # one RTP port pair, not shared with any other engine of the run
     engine: RunningEngine = engine_factory(media={"rtp_port_min": port, "rtp_port_max": port})
-    first, results = _in_thread(run_sipp, "uac_caller_bye.xml", engine, tmp_path,
-                                subst={"hold_ms": "4000"})
+    first, results = _in_thread(
+        run_sipp, "uac_caller_bye.xml", engine, tmp_path, subst={"hold_ms": "4000"}
+    )
     engine.wait_for("call answered")
     second = run_sipp("uac_rejected.xml", engine, tmp_path, subst={"expected_status": "503"})
     assert second.returncode == 0, second.stderr
@@ -46,7 +48,8 @@ def test_rtp_port_exhaustion_answers_503_and_keeps_serving(engine_factory: Any,
 
 
 def test_drain_shutdown_rejects_new_calls_and_lets_active_ones_finish(
-        engine_factory: Any, tmp_path: Path) -> None:
+    engine_factory: Any, tmp_path: Path
+) -> None:
     engine: RunningEngine = engine_factory(shutdown={"mode": "drain", "grace_seconds": 20})
     active, results = _in_thread(run_sipp, "uac_engine_bye.xml", engine, tmp_path)
     engine.wait_for("call answered")
@@ -71,16 +74,35 @@ def test_hangup_shutdown_sends_bye_to_active_calls(engine_factory: Any, tmp_path
     engine.process.send_signal(signal.SIGTERM)
     active.join(timeout=30)
     assert results[0].returncode == 0, results[0].stderr
-    assert "Reason: SIP;cause=200;text=\"shutdown\"" in results[0].messages
+    assert 'Reason: SIP;cause=200;text="shutdown"' in results[0].messages
     assert engine.process.wait(timeout=20) == 0
     assert time.monotonic() - started < 15, "hangup mode does not wait for the grace period"
 
 
 def _self_signed(tmp: Path) -> tuple[Path, Path]:
     cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -115,10 +137,20 @@ def test_tls_listener_answers_options_and_a_call(engine_factory: Any, tmp_path: 
     cert, key = _self_signed(tmp_path)
     tls_port = free_port()
     engine: RunningEngine = engine_factory()
-    engine_tls: RunningEngine = engine_factory(sip={"listen": [
-        {"transport": "udp", "host": "127.0.0.1", "port": free_port()},
-        {"transport": "tls", "host": "127.0.0.1", "port": tls_port,
-         "certificate": str(cert), "private_key": str(key)}]})
+    engine_tls: RunningEngine = engine_factory(
+        sip={
+            "listen": [
+                {"transport": "udp", "host": "127.0.0.1", "port": free_port()},
+                {
+                    "transport": "tls",
+                    "host": "127.0.0.1",
+                    "port": tls_port,
+                    "certificate": str(cert),
+                    "private_key": str(key),
+                },
+            ]
+        }
+    )
     del engine
     peer = TlsPeer(tls_port, cert)
     via = f"SIP/2.0/TLS 127.0.0.1:{peer.local_port};branch=z9hG4bK-tls"
@@ -130,9 +162,12 @@ Call-ID: tls-options
 CSeq: 1 OPTIONS
 Max-Forwards: 70""")
     assert peer.receive_final().status_code == 200
-    sdp = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-           b"m=audio 40000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\n")
-    peer.send(f"""INVITE sip:100@127.0.0.1:{tls_port};transport=tls SIP/2.0
+    sdp = (
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 40000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+    )
+    peer.send(
+        f"""INVITE sip:100@127.0.0.1:{tls_port};transport=tls SIP/2.0
 Via: {via}2
 From: <sip:caller@127.0.0.1>;tag=t2
 To: <sip:100@127.0.0.1>
@@ -140,7 +175,9 @@ Call-ID: tls-call
 CSeq: 1 INVITE
 Contact: <sip:caller@127.0.0.1:{peer.local_port};transport=tls>
 Max-Forwards: 70
-Content-Type: application/sdp""", sdp)
+Content-Type: application/sdp""",
+        sdp,
+    )
     ok = peer.receive_final()
     assert ok.status_code == 200
     assert b"RTP/AVP 8 101" in ok.body
@@ -166,8 +203,9 @@ Max-Forwards: 70""")
     assert engine_tls.wait_for("call admitted")["transport"] == "TLS"
 
 
-def test_every_log_line_of_a_call_carries_its_call_id(engine: RunningEngine,
-                                                      tmp_path: Path) -> None:
+def test_every_log_line_of_a_call_carries_its_call_id(
+    engine: RunningEngine, tmp_path: Path
+) -> None:
     result = run_sipp("uac_dtmf.xml", engine, tmp_path)
     assert result.returncode == 0, result.stderr
     engine.wait_for("call ended")
@@ -175,8 +213,11 @@ def test_every_log_line_of_a_call_carries_its_call_id(engine: RunningEngine,
     start = next(i for i, line in enumerate(lines) if line.get("event") == "call admitted")
     end = next(i for i, line in enumerate(lines) if line.get("event") == "call ended")
     call_id = lines[start]["call_id"]
-    during = [line for line in lines[start:end + 1]
-              if str(line.get("logger", "")).startswith(("switchhook", "media"))]
+    during = [
+        line
+        for line in lines[start : end + 1]
+        if str(line.get("logger", "")).startswith(("switchhook", "media"))
+    ]
     assert len(during) >= 5
     assert all(line.get("call_id") == call_id for line in during), during
 

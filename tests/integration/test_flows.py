@@ -14,8 +14,11 @@ from .conftest import SIPP_PCAPS, RunningEngine, SippResult, run_sipp
 
 pytestmark = pytest.mark.integration
 
-PCAPS = {**{d: f"dtmf_2833_{d}.pcap" for d in "0123456789"}, "#": "dtmf_2833_pound.pcap",
-         "*": "dtmf_2833_star.pcap"}
+PCAPS = {
+    **{d: f"dtmf_2833_{d}.pcap" for d in "0123456789"},
+    "#": "dtmf_2833_pound.pcap",
+    "*": "dtmf_2833_star.pcap",
+}
 
 
 def key_actions(digits: str, *, first_ms: int = 1500, gap_ms: int = 1200) -> str:
@@ -23,17 +26,29 @@ def key_actions(digits: str, *, first_ms: int = 1500, gap_ms: int = 1200) -> str
     out = []
     for i, digit in enumerate(digits):
         out.append(f'  <pause milliseconds="{first_ms if i == 0 else gap_ms}"/>')
-        out.append(f'  <nop><action><exec play_pcap_audio="{SIPP_PCAPS / PCAPS[digit]}"/>'
-                   "</action></nop>")
+        out.append(
+            f'  <nop><action><exec play_pcap_audio="{SIPP_PCAPS / PCAPS[digit]}"/></action></nop>'
+        )
     return "\n".join(out)
 
 
-def menu_call(engine: RunningEngine, tmp_path: Path, digits: str, *,
-              headers: tuple[str, ...] = (), service: str = "800") -> SippResult:
+def menu_call(
+    engine: RunningEngine,
+    tmp_path: Path,
+    digits: str,
+    *,
+    headers: tuple[str, ...] = (),
+    service: str = "800",
+) -> SippResult:
     extra = "".join(f"\n      {h}" for h in headers)
-    return run_sipp("uac_menu.xml", engine, tmp_path, service=service,
-                    subst={"actions": key_actions(digits), "extra_headers": extra,
-                           "bye_timeout": "40000"}, timeout=60)
+    return run_sipp(
+        "uac_menu.xml",
+        engine,
+        tmp_path,
+        service=service,
+        subst={"actions": key_actions(digits), "extra_headers": extra, "bye_timeout": "40000"},
+        timeout=60,
+    )
 
 
 def bye_reason(result: SippResult) -> str:
@@ -43,12 +58,16 @@ def bye_reason(result: SippResult) -> str:
     return line.split('text="', 1)[1].rstrip('"')
 
 
-@pytest.mark.parametrize(("digits", "reason", "path"), [
-    ("111", "billing information given", "Support > Billing"),
-    ("12", "sales information given", "Sales"),
-])
+@pytest.mark.parametrize(
+    ("digits", "reason", "path"),
+    [
+        ("111", "billing information given", "Support > Billing"),
+        ("12", "sales information given", "Sales"),
+    ],
+)
 def test_dtmf_walks_the_two_level_menu_to_distinct_outcomes(
-        engine: RunningEngine, tmp_path: Path, digits: str, reason: str, path: str) -> None:
+    engine: RunningEngine, tmp_path: Path, digits: str, reason: str, path: str
+) -> None:
     result = menu_call(engine, tmp_path, digits)
     assert result.returncode == 0, result.stderr + result.stdout
     assert bye_reason(result) == reason
@@ -56,8 +75,7 @@ def test_dtmf_walks_the_two_level_menu_to_distinct_outcomes(
     assert (ended["reason"], ended["menu_path"]) == (reason, path)
 
 
-def test_bad_actor_header_takes_the_screening_branch(engine: RunningEngine,
-                                                      tmp_path: Path) -> None:
+def test_bad_actor_header_takes_the_screening_branch(engine: RunningEngine, tmp_path: Path) -> None:
     result = menu_call(engine, tmp_path, "", headers=("X-Reserved-Bad-Actor: true",))
     assert result.returncode == 0, result.stderr + result.stdout
     assert bye_reason(result) == "screened bad actor"
@@ -65,8 +83,9 @@ def test_bad_actor_header_takes_the_screening_branch(engine: RunningEngine,
     assert not [n for n in engine.events("flow node") if n["node"] == "choose_language"]
 
 
-def test_invalid_reserved_value_is_ignored_with_a_warning(engine: RunningEngine,
-                                                          tmp_path: Path) -> None:
+def test_invalid_reserved_value_is_ignored_with_a_warning(
+    engine: RunningEngine, tmp_path: Path
+) -> None:
     result = menu_call(engine, tmp_path, "12", headers=("X-Reserved-Bad-Actor: maybe",))
     assert result.returncode == 0, result.stderr + result.stdout
     assert bye_reason(result) == "sales information given"
@@ -77,8 +96,9 @@ def _flows_dir(engine: RunningEngine) -> Path:
     return Path(engine.config["flows"]["dir"])
 
 
-def test_broken_edit_is_rejected_and_calls_keep_the_old_flow(engine: RunningEngine,
-                                                            tmp_path: Path) -> None:
+def test_broken_edit_is_rejected_and_calls_keep_the_old_flow(
+    engine: RunningEngine, tmp_path: Path
+) -> None:
     support = _flows_dir(engine) / "support.yaml"
     support.write_text(support.read_text().replace("type: menu", "type: menuu", 1))
     rejected = engine.wait_for("reload rejected; the running flows stay")
@@ -88,16 +108,17 @@ def test_broken_edit_is_rejected_and_calls_keep_the_old_flow(engine: RunningEngi
     assert bye_reason(result) == "billing information given"
 
 
-def test_valid_reload_applies_to_the_next_call_only(engine: RunningEngine,
-                                                    tmp_path: Path) -> None:
+def test_valid_reload_applies_to_the_next_call_only(engine: RunningEngine, tmp_path: Path) -> None:
     results: list[Any] = []
-    first = threading.Thread(target=lambda: results.append(
-        menu_call(engine, tmp_path, "111")), daemon=True)
+    first = threading.Thread(
+        target=lambda: results.append(menu_call(engine, tmp_path, "111")), daemon=True
+    )
     first.start()
     engine.wait_for("call answered")
     support = _flows_dir(engine) / "support.yaml"
-    support.write_text(support.read_text().replace(
-        "reason: billing information given", "reason: billing v2"))
+    support.write_text(
+        support.read_text().replace("reason: billing information given", "reason: billing v2")
+    )
     engine.wait_for("flows reloaded")
     first.join(timeout=60)
     assert results and results[0].returncode == 0
@@ -113,8 +134,9 @@ def test_sighup_reloads_when_file_watching_is_off(engine_factory: Any, tmp_path:
 
     engine: RunningEngine = engine_factory(watch_flows=False)
     support = _flows_dir(engine) / "support.yaml"
-    support.write_text(support.read_text().replace(
-        "reason: sales information given", "reason: sales v2"))
+    support.write_text(
+        support.read_text().replace("reason: sales information given", "reason: sales v2")
+    )
     time.sleep(0.5)
     assert not engine.events("flows reloaded"), "no watching: nothing reloads by itself"
     engine.process.send_signal(signal.SIGHUP)

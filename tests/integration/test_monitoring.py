@@ -40,8 +40,10 @@ pytestmark = pytest.mark.integration
 CALLER_HZ, AGENT_HZ, SUPERVISOR_HZ = 450.0, 1150.0, 1900.0
 PCMU = get_codec("PCMU")
 
-TOKENS = {name: f"tok-{name}" for name in
-          ("root", "sam", "trainee", "nobody", "mgr_sales", "mgr_support", "baresip")}
+TOKENS = {
+    name: f"tok-{name}"
+    for name in ("root", "sam", "trainee", "nobody", "mgr_sales", "mgr_support", "baresip")
+}
 SIP_PASSWORD = "phone-secret-1"
 
 
@@ -49,15 +51,29 @@ def users_config() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     users = [
         {"name": "root", "role": "admin"},
         {"name": "sam", "role": "supervisor", "sip": sip_ha1("sam", SIP_PASSWORD, "switchhook")},
-        {"name": "trainee", "role": "listener",
-         "sip": sip_ha1("trainee", SIP_PASSWORD, "switchhook")},
+        {
+            "name": "trainee",
+            "role": "listener",
+            "sip": sip_ha1("trainee", SIP_PASSWORD, "switchhook"),
+        },
         {"name": "nobody", "role": "agent", "sip": sip_ha1("nobody", SIP_PASSWORD, "switchhook")},
-        {"name": "mgr_sales", "role": "manager", "teams": ["sales"],
-         "sip": sip_ha1("mgr_sales", SIP_PASSWORD, "switchhook")},
-        {"name": "mgr_support", "role": "manager", "teams": ["support"],
-         "sip": sip_ha1("mgr_support", SIP_PASSWORD, "switchhook")},
-        {"name": "baresip", "role": "supervisor",
-         "sip": sip_ha1("baresip", SIP_PASSWORD, "switchhook")},
+        {
+            "name": "mgr_sales",
+            "role": "manager",
+            "teams": ["sales"],
+            "sip": sip_ha1("mgr_sales", SIP_PASSWORD, "switchhook"),
+        },
+        {
+            "name": "mgr_support",
+            "role": "manager",
+            "teams": ["support"],
+            "sip": sip_ha1("mgr_support", SIP_PASSWORD, "switchhook"),
+        },
+        {
+            "name": "baresip",
+            "role": "supervisor",
+            "sip": sip_ha1("baresip", SIP_PASSWORD, "switchhook"),
+        },
     ]
     for user in users:
         user["tokens"] = [hash_token(TOKENS[user["name"]])]
@@ -65,12 +81,22 @@ def users_config() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return users, roles
 
 
-ACD = {"agents": [
-    {"id": "a1", "display_name": "Ann", "sip": {"username": "a1", "password": "x"},
-     "teams": ["sales"]},
-    {"id": "a2", "display_name": "Bob", "sip": {"username": "a2", "password": "x"},
-     "teams": ["support"]},
-]}
+ACD = {
+    "agents": [
+        {
+            "id": "a1",
+            "display_name": "Ann",
+            "sip": {"username": "a1", "password": "x"},
+            "teams": ["sales"],
+        },
+        {
+            "id": "a2",
+            "display_name": "Bob",
+            "sip": {"username": "a2", "password": "x"},
+            "teams": ["support"],
+        },
+    ]
+}
 
 
 # ---- RTP peers -------------------------------------------------------------------------------
@@ -91,8 +117,10 @@ class ToneLeg:
         self.packets: list[tuple[float, bytes]] = []
         self.remote: tuple[str, int] | None = None
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._receive, daemon=True),
-                         threading.Thread(target=self._send, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._receive, daemon=True),
+            threading.Thread(target=self._send, daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -135,8 +163,11 @@ class ToneLeg:
 
     def audio(self, since: float, until: float) -> bytes:
         """Decoded PCMU audio of the packets that arrived in [since, until)."""
-        return b"".join(PCMU.decode(data[12:]) for at, data in self.packets
-                        if since <= at < until and data[1] & 0x7F == 0)
+        return b"".join(
+            PCMU.decode(data[12:])
+            for at, data in self.packets
+            if since <= at < until and data[1] & 0x7F == 0
+        )
 
     def hears(self, frequency: float, since: float, until: float) -> float:
         pcm = self.audio(since, until)
@@ -200,23 +231,54 @@ class SippPeer:
             self.process.wait()
 
 
-def sipp_peer(tmp: Path, name: str, media_port: int, *, uac_to: int | None = None,
-              service: str = "100", caller: str = "+15550001111", scenario: str | None = None,
-              keys: dict[str, str] | None = None,
-              subst: dict[str, str] | None = None) -> SippPeer:
+def sipp_peer(
+    tmp: Path,
+    name: str,
+    media_port: int,
+    *,
+    uac_to: int | None = None,
+    service: str = "100",
+    caller: str = "+15550001111",
+    scenario: str | None = None,
+    keys: dict[str, str] | None = None,
+    subst: dict[str, str] | None = None,
+) -> SippPeer:
     """A SIPp phone; ``keys`` are ``-key`` values, ``subst`` fills ``%%name%%`` placeholders
     where SIPp takes no keyword (expected response codes)."""
     sipp = require_peer("sipp")
     port = free_port()
     log = tmp / f"sipp-{name}.log"
-    cmd = [sipp, "-i", "127.0.0.1", "-p", str(port), "-m", "1", "-nostdin", "-trace_msg",
-           "-message_file", str(log), "-timeout", "60s", "-timeout_error",
-           "-mi", "127.0.0.1", "-mp", str(free_port(both=False) & ~1),
-           "-key", "peer_rtp", str(media_port), "-key", "caller", caller]
+    cmd = [
+        sipp,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-m",
+        "1",
+        "-nostdin",
+        "-trace_msg",
+        "-message_file",
+        str(log),
+        "-timeout",
+        "60s",
+        "-timeout_error",
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        str(free_port(both=False) & ~1),
+        "-key",
+        "peer_rtp",
+        str(media_port),
+        "-key",
+        "caller",
+        caller,
+    ]
     for key, value in (keys or {}).items():
         cmd += ["-key", key, value]
-    source = SCENARIOS / (scenario or ("mon_uas_answer.xml" if uac_to is None
-                                       else "mon_uac_park.xml"))
+    source = SCENARIOS / (
+        scenario or ("mon_uas_answer.xml" if uac_to is None else "mon_uac_park.xml")
+    )
     text = source.read_text()
     for key, value in (subst or {}).items():
         text = text.replace(f"%%{key}%%", value)
@@ -261,23 +323,40 @@ class Harness:
     legs: list[ToneLeg] = field(default_factory=list)
     peers: list[SippPeer] = field(default_factory=list)
 
-    async def bridged_call(self, agent: str = "a1", caller: str = "+15550001111",
-                           queue: str | None = "support", caller_hz: float = CALLER_HZ,
-                           agent_hz: float = AGENT_HZ) -> Bridged:
+    async def bridged_call(
+        self,
+        agent: str = "a1",
+        caller: str = "+15550001111",
+        queue: str | None = "support",
+        caller_hz: float = CALLER_HZ,
+        agent_hz: float = AGENT_HZ,
+    ) -> Bridged:
         engine = self.engine
         caller_rtp, agent_rtp = self.tone(caller_hz), self.tone(agent_hz)
         sip_port = engine.listening[0][2]
         before = set(engine.calls)
-        uac = self.peer(sipp_peer(self.tmp, f"caller-{caller}", caller_rtp.port, uac_to=sip_port,
-                                  caller=caller))
-        call = await self.until(lambda: next(
-            (c for k, c in engine.calls.items() if k not in before
-             and c.state is CallState.ANSWERED), None))
+        uac = self.peer(
+            sipp_peer(self.tmp, f"caller-{caller}", caller_rtp.port, uac_to=sip_port, caller=caller)
+        )
+        call = await self.until(
+            lambda: next(
+                (
+                    c
+                    for k, c in engine.calls.items()
+                    if k not in before and c.state is CallState.ANSWERED
+                ),
+                None,
+            )
+        )
         uas = self.peer(sipp_peer(self.tmp, f"agent-{agent}-{caller}", agent_rtp.port))
         await asyncio.sleep(0.3)  # SIPp binds
         leg = await engine.originate(
-            request_uri=f"sip:{agent}@127.0.0.1:{uas.port}", to_uri=f"<sip:{agent}@127.0.0.1>",
-            from_uri="<sip:queue@127.0.0.1>", destination=("127.0.0.1", uas.port), timeout=10)
+            request_uri=f"sip:{agent}@127.0.0.1:{uas.port}",
+            to_uri=f"<sip:{agent}@127.0.0.1>",
+            from_uri="<sip:queue@127.0.0.1>",
+            destination=("127.0.0.1", uas.port),
+            timeout=10,
+        )
         assert call.rtp is not None and leg.rtp is not None
         engine.bridge(call, leg)
         # What the ACD sets on a bridged call (ivr.queueing, in progress).
@@ -301,15 +380,17 @@ class Harness:
         await asyncio.sleep(0.2)
         return peer, rtp
 
-    async def api(self, method: str, path: str, body: Any = None,
-                  token: str | None = TOKENS["root"]) -> tuple[int, Any]:
+    async def api(
+        self, method: str, path: str, body: Any = None, token: str | None = TOKENS["root"]
+    ) -> tuple[int, Any]:
         def call() -> tuple[int, Any]:
             conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
             headers = {"Content-Type": "application/json"}
             if token is not None:
                 headers["Authorization"] = f"Bearer {token}"
-            conn.request(method, path, body=None if body is None else json.dumps(body),
-                         headers=headers)
+            conn.request(
+                method, path, body=None if body is None else json.dumps(body), headers=headers
+            )
             response = conn.getresponse()
             data = response.read()
             conn.close()
@@ -317,11 +398,15 @@ class Harness:
 
         return await asyncio.to_thread(call)
 
-    async def monitor(self, call: Call, token: str, mode: str, target_port: int,
-                      user: str = "sup") -> dict[str, Any]:
-        status, body = await self.api("POST", f"/calls/{call.call_id}/monitor",
-                                      {"mode": mode, "target": f"sip:{user}@127.0.0.1:{target_port}"},
-                                      token=token)
+    async def monitor(
+        self, call: Call, token: str, mode: str, target_port: int, user: str = "sup"
+    ) -> dict[str, Any]:
+        status, body = await self.api(
+            "POST",
+            f"/calls/{call.call_id}/monitor",
+            {"mode": mode, "target": f"sip:{user}@127.0.0.1:{target_port}"},
+            token=token,
+        )
         assert status == 202, body
         return await self.until_active(body["id"], token)
 
@@ -329,6 +414,7 @@ class Harness:
         async def active() -> dict[str, Any] | None:
             status, body = await self.api("GET", f"/monitors/{monitor_id}", token=token)
             return body if status == 200 and body["state"] == "active" else None
+
         return await self.until_async(active)
 
     @staticmethod
@@ -357,15 +443,22 @@ class Harness:
         return int(monitor.leg.rtp.local_port)
 
 
-def run_with_engine(tmp_path: Path, body: Callable[[Harness], Awaitable[Any]],
-                    **overrides: Any) -> Any:
+def run_with_engine(
+    tmp_path: Path, body: Callable[[Harness], Awaitable[Any]], **overrides: Any
+) -> Any:
     users, roles = users_config()
     admin_port = free_port()
     config_path, _ = write_config(
-        tmp_path, free_port(), users=users, roles=roles, acd=ACD,
+        tmp_path,
+        free_port(),
+        users=users,
+        roles=roles,
+        acd=ACD,
         admin={"enabled": True, "listen": f"127.0.0.1:{admin_port}"},
         monitoring={"sip_algorithms": ["MD5"], **overrides.pop("monitoring", {})},
-        store={"path": str(tmp_path / "store.db")}, **overrides)
+        store={"path": str(tmp_path / "store.db")},
+        **overrides,
+    )
     loaded = load_all(config_path)
 
     async def main() -> Any:
@@ -401,8 +494,9 @@ def test_listen_coach_barge_who_hears_what_and_the_agent_cannot_tell(tmp_path: P
         await asyncio.sleep(1.8)
         windows["listen"] = (t + 0.4, time.monotonic())
         for mode in ("coach", "barge", "listen"):
-            status, changed = await h.api("PATCH", f"/monitors/{view['id']}", {"mode": mode},
-                                          token=TOKENS["sam"])
+            status, changed = await h.api(
+                "PATCH", f"/monitors/{view['id']}", {"mode": mode}, token=TOKENS["sam"]
+            )
             assert status == 200 and changed["mode"] == mode, changed
             t = time.monotonic()
             await asyncio.sleep(1.8)
@@ -410,8 +504,15 @@ def test_listen_coach_barge_who_hears_what_and_the_agent_cannot_tell(tmp_path: P
         status, details = await h.api("GET", f"/calls/{b.call.call_id}", token=TOKENS["sam"])
         assert status == 200
         monitors = [p for p in details["participants"] if p["role"] == "monitor"]
-        assert monitors == [{"role": "monitor", "supervisor": "sam", "mode": "listen",
-                             "monitor_id": view["id"], "state": "active"}]
+        assert monitors == [
+            {
+                "role": "monitor",
+                "supervisor": "sam",
+                "mode": "listen",
+                "monitor_id": view["id"],
+                "state": "active",
+            }
+        ]
         status, _ = await h.api("DELETE", f"/monitors/{view['id']}", token=TOKENS["sam"])
         assert status == 200
         assert await phone.wait() == 0, "the supervisor's leg was hung up with a BYE"
@@ -423,16 +524,23 @@ def test_listen_coach_barge_who_hears_what_and_the_agent_cannot_tell(tmp_path: P
         for mode, (since, until) in windows.items():
             assert sup.hears(CALLER_HZ, since, until) > 0.15, mode
             assert sup.hears(AGENT_HZ, since, until) > 0.15, mode
-        expectations = {"listen": (False, False), "coach": (True, False),
-                        "barge": (True, True), "listen again": (False, False)}
+        expectations = {
+            "listen": (False, False),
+            "coach": (True, False),
+            "barge": (True, True),
+            "listen again": (False, False),
+        }
         for mode, (agent_hears, caller_hears) in expectations.items():
             since, until = windows[mode]
             agent_power = b.agent.hears(SUPERVISOR_HZ, since, until)
             caller_power = b.caller.hears(SUPERVISOR_HZ, since, until)
-            assert (agent_power > 0.1) is agent_hears and (agent_power < 0.01) is not \
-                agent_hears, (mode, agent_power)
-            assert (caller_power > 0.1) is caller_hears and (caller_power < 0.01) is not \
-                caller_hears, (mode, caller_power)
+            assert (agent_power > 0.1) is agent_hears and (agent_power < 0.01) is not agent_hears, (
+                mode,
+                agent_power,
+            )
+            assert (caller_power > 0.1) is caller_hears and (
+                caller_power < 0.01
+            ) is not caller_hears, (mode, caller_power)
             # The call itself goes on: each hears the other throughout.
             assert b.agent.hears(CALLER_HZ, since, until) > 0.3, mode
             assert b.caller.hears(AGENT_HZ, since, until) > 0.3, mode
@@ -450,9 +558,13 @@ def test_listen_coach_barge_who_hears_what_and_the_agent_cannot_tell(tmp_path: P
         status, audit = await h.api("GET", f"/audit?call_id={b.call.call_id}")
         assert status == 200
         rows = [(r["who"], r["action"], r["details"].get("mode")) for r in audit["audit"]]
-        assert rows == [("sam", "monitor.start", "listen"), ("sam", "monitor.mode", "coach"),
-                        ("sam", "monitor.mode", "barge"), ("sam", "monitor.mode", "listen"),
-                        ("sam", "monitor.stop", "listen")]
+        assert rows == [
+            ("sam", "monitor.start", "listen"),
+            ("sam", "monitor.mode", "coach"),
+            ("sam", "monitor.mode", "barge"),
+            ("sam", "monitor.mode", "listen"),
+            ("sam", "monitor.stop", "listen"),
+        ]
 
     run_with_engine(tmp_path, body)
 
@@ -477,12 +589,12 @@ def test_five_supervisors_on_one_call_each_in_their_own_mode(tmp_path: Path) -> 
         for index in range(5):
             frequency = SUPERVISOR_HZ + 150 * index
             agent_power = b.agent.hears(frequency, since, until)
-            assert (agent_power > 0.1) if index == 2 else (agent_power < 0.01), (index,
-                                                                                   agent_power)
+            assert (agent_power > 0.1) if index == 2 else (agent_power < 0.01), (index, agent_power)
             assert b.caller.hears(frequency, since, until) < 0.01
         status, details = await h.api("GET", f"/calls/{b.call.call_id}")
-        assert sorted(p["mode"] for p in details["participants"] if p["role"] == "monitor") == \
-            sorted(modes)
+        assert sorted(
+            p["mode"] for p in details["participants"] if p["role"] == "monitor"
+        ) == sorted(modes)
         # The call ends: every monitor is hung up cleanly (BYE answered), the monitors go.
         b.hangup("caller done")
         for phone, _, _ in sups:
@@ -501,8 +613,9 @@ def test_five_supervisors_on_one_call_each_in_their_own_mode(tmp_path: Path) -> 
 # ---- a real phone: baresip ---------------------------------------------------------------
 
 
-def start_baresip(tmp: Path, engine_port: int,
-                  user: str) -> tuple[subprocess.Popen[bytes], Path, int]:
+def start_baresip(
+    tmp: Path, engine_port: int, user: str
+) -> tuple[subprocess.Popen[bytes], Path, int]:
     """A headless baresip registering ``user`` to the engine, auto-answering, sending a
     2500 Hz tone from a WAV file (aufile) and dumping what it hears to files (sndfile)."""
     binary = require_peer("baresip")
@@ -515,33 +628,46 @@ def start_baresip(tmp: Path, engine_port: int,
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(8000)
-        out.writeframes(struct.pack(f"<{8000 * 30}h", *(
-            int(6000 * math.sin(2 * math.pi * 2500 * i / 8000)) for i in range(8000 * 30))))
+        out.writeframes(
+            struct.pack(
+                f"<{8000 * 30}h",
+                *(int(6000 * math.sin(2 * math.pi * 2500 * i / 8000)) for i in range(8000 * 30)),
+            )
+        )
     (home / "accounts").write_text(
         f"<sip:{user}@127.0.0.1:{engine_port}>;auth_pass={SIP_PASSWORD};answermode=auto;"
-        "regint=60;audio_codecs=PCMU\n")
-    (home / "config").write_text("\n".join([
-        "poll_method epoll",
-        f"sip_listen 127.0.0.1:{sip_port}",
-        "sip_transports udp",
-        "audio_player aufile,/dev/null",
-        f"audio_source aufile,{tone_file}",
-        "audio_alert aufile,/dev/null",
-        f"rtp_ports {rtp_port}-{rtp_port + 1}",
-        "module_path /usr/lib/baresip/modules",
-        "module g711.so",
-        "module aufile.so",
-        "module sndfile.so",
-        "module_app account.so",
-        "module_app menu.so",
-        f"snd_path {home / 'sound'}",
-        "net_interface 127.0.0.1",
-        "",
-    ]))
+        "regint=60;audio_codecs=PCMU\n"
+    )
+    (home / "config").write_text(
+        "\n".join(
+            [
+                "poll_method epoll",
+                f"sip_listen 127.0.0.1:{sip_port}",
+                "sip_transports udp",
+                "audio_player aufile,/dev/null",
+                f"audio_source aufile,{tone_file}",
+                "audio_alert aufile,/dev/null",
+                f"rtp_ports {rtp_port}-{rtp_port + 1}",
+                "module_path /usr/lib/baresip/modules",
+                "module g711.so",
+                "module aufile.so",
+                "module sndfile.so",
+                "module_app account.so",
+                "module_app menu.so",
+                f"snd_path {home / 'sound'}",
+                "net_interface 127.0.0.1",
+                "",
+            ]
+        )
+    )
     log = tmp / "baresip.log"
-    process = subprocess.Popen([binary, "-f", str(home), "-v"], cwd=tmp,
-                               stdin=subprocess.DEVNULL, stdout=log.open("wb"),
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [binary, "-f", str(home), "-v"],
+        cwd=tmp,
+        stdin=subprocess.DEVNULL,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     return process, log, rtp_port
 
 
@@ -550,11 +676,19 @@ def test_baresip_supervisor_phone_registers_and_is_called_to_listen(tmp_path: Pa
         engine = h.engine
         process, log, baresip_rtp = start_baresip(h.tmp, engine.listening[0][2], "baresip")
         try:
-            await h.until(lambda: engine.supervision.registrar.all_bindings(
-                asyncio.get_running_loop().time()), timeout=15)
+            await h.until(
+                lambda: engine.supervision.registrar.all_bindings(
+                    asyncio.get_running_loop().time()
+                ),
+                timeout=15,
+            )
             b = await h.bridged_call()
-            status, view = await h.api("POST", f"/calls/{b.call.call_id}/monitor",
-                                       {"mode": "listen"}, token=TOKENS["baresip"])
+            status, view = await h.api(
+                "POST",
+                f"/calls/{b.call.call_id}/monitor",
+                {"mode": "listen"},
+                token=TOKENS["baresip"],
+            )
             assert status == 202, view
             view = await h.until_active(view["id"], TOKENS["baresip"])
             monitor = engine.supervision.monitors[view["id"]]
@@ -574,8 +708,13 @@ def test_baresip_supervisor_phone_registers_and_is_called_to_listen(tmp_path: Pa
             status, _ = await h.api("DELETE", f"/monitors/{view['id']}", token=TOKENS["baresip"])
             assert status == 200
             await h.until(lambda: leg.ended.is_set())
-            await h.until(lambda: "terminated" in log.read_text(errors="replace")
-                          or "closed" in log.read_text(errors="replace"), timeout=5)
+            await h.until(
+                lambda: (
+                    "terminated" in log.read_text(errors="replace")
+                    or "closed" in log.read_text(errors="replace")
+                ),
+                timeout=5,
+            )
             text = log.read_text(errors="replace")
             assert "200 OK" in text or "registered" in text.lower(), text[-2000:]
             assert "established" in text.lower(), text[-2000:]

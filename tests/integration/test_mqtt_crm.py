@@ -50,16 +50,24 @@ class Mosquitto:
         self.port = port
         self.directory = directory
         self.config = directory / "mosquitto.conf"
-        lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence true",
-                 f"persistence_location {directory}/", f"log_dest file {directory}/broker.log"]
+        lines = [
+            f"listener {port} 127.0.0.1",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {directory}/",
+            f"log_dest file {directory}/broker.log",
+        ]
         if os.geteuid() == 0:
             lines.append(f"user {getpass.getuser()}")  # don't drop to a user that can't write
         self.config.write_text("\n".join(lines) + "\n")
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen([self.binary, "-c", str(self.config)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [self.binary, "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -97,13 +105,19 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 
 
 def mqtt_settings(broker: Mosquitto) -> MqttSettings:
-    return MqttSettings.model_validate({
-        "host": "127.0.0.1", "port": broker.port, "client_id": "switchhook-it",
-        "reconnect": {"initial_seconds": 0.1, "max_seconds": 0.5, "jitter": 0.2}})
+    return MqttSettings.model_validate(
+        {
+            "host": "127.0.0.1",
+            "port": broker.port,
+            "client_id": "switchhook-it",
+            "reconnect": {"initial_seconds": 0.1, "max_seconds": 0.5, "jitter": 0.2},
+        }
+    )
 
 
-async def receive(client: aiomqtt.Client, count: int, timeout: float = 15.0
-                  ) -> list[tuple[str, dict[str, Any]]]:
+async def receive(
+    client: aiomqtt.Client, count: int, timeout: float = 15.0
+) -> list[tuple[str, dict[str, Any]]]:
     got: list[tuple[str, dict[str, Any]]] = []
 
     async def collect() -> None:
@@ -124,8 +138,9 @@ def test_event_arrives_on_the_broker(mosquitto: Mosquitto) -> None:
             events = MqttEventPublisher(mqtt_settings(mosquitto), node="it")
             await events.start()
             events.publish(CallStarted(call_id="c1", caller="+331", called="+332"))
-            events.publish(VoicemailLeft(voicemail_id="vm1", queue="root", caller="+331",
-                                         agents=("alice",)))
+            events.publish(
+                VoicemailLeft(voicemail_id="vm1", queue="root", caller="+331", agents=("alice",))
+            )
             try:
                 return await receive(sub, 2)
             finally:
@@ -138,10 +153,12 @@ def test_event_arrives_on_the_broker(mosquitto: Mosquitto) -> None:
 
 
 def test_events_queued_while_the_broker_is_down_are_delivered_when_it_is_back(
-        mosquitto: Mosquitto) -> None:
+    mosquitto: Mosquitto,
+) -> None:
     async def persistent_subscriber() -> aiomqtt.Client:
-        return aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="it-durable-sub",
-                              clean_session=False)
+        return aiomqtt.Client(
+            "127.0.0.1", mosquitto.port, identifier="it-durable-sub", clean_session=False
+        )
 
     async def subscribe_then_leave() -> None:
         async with await persistent_subscriber() as sub:
@@ -219,14 +236,20 @@ def crm() -> Iterator[Crm]:
 def multipart(headers: Message, body: bytes) -> tuple[dict[str, Any], bytes]:
     raw = f"Content-Type: {headers['Content-Type']}\r\n\r\n".encode() + body
     message = BytesParser(policy=HTTP).parsebytes(raw)
-    fields = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
-              for part in message.iter_parts()}
+    fields = {
+        part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+        for part in message.iter_parts()
+    }
     return json.loads(fields["metadata"]), fields["file"]
 
 
 def crm_client(crm: Crm, **settings: Any) -> HttpCrmClient:
-    return HttpCrmClient(CrmSettings.model_validate(
-        {"url": crm.url, "api_key": API_KEY, "timeout_seconds": 5, **settings}), node="it")
+    return HttpCrmClient(
+        CrmSettings.model_validate(
+            {"url": crm.url, "api_key": API_KEY, "timeout_seconds": 5, **settings}
+        ),
+        node="it",
+    )
 
 
 FAST = {"backoff": {"initial_seconds": 0.05, "max_seconds": 0.2, "jitter": 0.0}}
@@ -242,8 +265,9 @@ def test_crm_down_twice_then_delivered_with_the_api_key(crm: Crm, tmp_path: Path
         client = crm_client(crm)
         async with await Store.open(tmp_path / "s.db") as store:
             outbox = Outbox(store, client, OutboxSettings.model_validate(FAST))
-            item_id = await outbox.enqueue("recording", {"call_id": "c1", "queue": "billing"},
-                                           [wav])
+            item_id = await outbox.enqueue(
+                "recording", {"call_id": "c1", "queue": "billing"}, [wav]
+            )
             task = asyncio.create_task(outbox.run())
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
@@ -279,16 +303,16 @@ def test_large_recording_goes_as_ordered_parts(crm: Crm, tmp_path: Path) -> None
     async def scenario() -> None:
         client = crm_client(crm, api_key_header="X-Api-Key", api_key_prefix="")
         async with await Store.open(tmp_path / "s.db") as store:
-            outbox = Outbox(store, client, OutboxSettings.model_validate(
-                {**FAST, "split_mb": 2048 / 2**20}))
+            outbox = Outbox(
+                store, client, OutboxSettings.model_validate({**FAST, "split_mb": 2048 / 2**20})
+            )
             await outbox.enqueue("recording", {"call_id": "c2"}, [wav])
             assert await outbox.run_once() is None
         client.close()
 
     asyncio.run(scenario())
     parts = [multipart(headers, body) for headers, body in crm.requests]
-    assert [(m["part"]["index"], m["part"]["count"]) for m, _ in parts] == [(1, 3), (2, 3),
-                                                                           (3, 3)]
+    assert [(m["part"]["index"], m["part"]["count"]) for m, _ in parts] == [(1, 3), (2, 3), (3, 3)]
     assert b"".join(data for _m, data in parts) == audio
     assert {h["X-Api-Key"] for h, _b in crm.requests} == {API_KEY}
     assert "Authorization" not in crm.requests[0][0]
@@ -339,8 +363,9 @@ def test_unreachable_crm_is_retried(tmp_path: Path) -> None:
     port = free_port(socket.SOCK_STREAM)  # nothing listens there
 
     async def scenario() -> None:
-        client = HttpCrmClient(CrmSettings(url=f"http://127.0.0.1:{port}/x",
-                                           api_key=API_KEY), node="it")  # type: ignore[arg-type]
+        client = HttpCrmClient(
+            CrmSettings(url=f"http://127.0.0.1:{port}/x", api_key=API_KEY), node="it"
+        )  # type: ignore[arg-type]
         async with await Store.open(tmp_path / "s.db") as store:
             outbox = Outbox(store, client)
             item_id = await outbox.enqueue("call_record", {})

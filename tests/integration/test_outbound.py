@@ -20,10 +20,31 @@ pytestmark = pytest.mark.integration
 def sipp_uas(tmp_path: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
     sipp = require_peer("sipp")
     return subprocess.Popen(
-        [sipp, "-i", "127.0.0.1", "-p", str(port), "-m", "1", "-nostdin", "-trace_msg",
-         "-message_file", str(tmp_path / "uas.log"), "-timeout", "30s", "-timeout_error",
-         "-mi", "127.0.0.1", "-mp", str(sipp_media_port()), *args],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sipp,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-m",
+            "1",
+            "-nostdin",
+            "-trace_msg",
+            "-message_file",
+            str(tmp_path / "uas.log"),
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            str(sipp_media_port()),
+            *args,
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 async def with_engine(tmp_path: Path, body):  # type: ignore[no-untyped-def]
@@ -44,9 +65,12 @@ def test_originate_answered_rtp_both_ways_and_bye(tmp_path: Path) -> None:
     async def body(engine: Engine) -> dict[str, int]:
         await asyncio.sleep(0.3)  # let SIPp bind
         leg = await engine.originate(
-            request_uri=f"sip:+15550002222@127.0.0.1:{port}", to_uri="<sip:+15550002222@127.0.0.1>",
-            from_uri="<sip:+15550001111@127.0.0.1>", destination=("127.0.0.1", port),
-            timeout=10)
+            request_uri=f"sip:+15550002222@127.0.0.1:{port}",
+            to_uri="<sip:+15550002222@127.0.0.1>",
+            from_uri="<sip:+15550001111@127.0.0.1>",
+            destination=("127.0.0.1", port),
+            timeout=10,
+        )
         assert leg.state is CallState.ANSWERED
         assert leg.negotiated is not None and leg.negotiated.codec in ("PCMU", "PCMA")
         await leg.play(tone((440.0,), 1000))
@@ -72,9 +96,13 @@ def test_originate_busy_raises_with_the_status(tmp_path: Path) -> None:
     async def body(engine: Engine) -> int:
         await asyncio.sleep(0.3)
         with pytest.raises(OriginateFailed) as failed:
-            await engine.originate(request_uri=f"sip:busy@127.0.0.1:{port}",
-                                   to_uri="<sip:busy@127.0.0.1>", from_uri="<sip:ivr@127.0.0.1>",
-                                   destination=("127.0.0.1", port), timeout=10)
+            await engine.originate(
+                request_uri=f"sip:busy@127.0.0.1:{port}",
+                to_uri="<sip:busy@127.0.0.1>",
+                from_uri="<sip:ivr@127.0.0.1>",
+                destination=("127.0.0.1", port),
+                timeout=10,
+            )
         assert not engine.outbound, "the failed leg and its media port are released"
         return failed.value.status_code
 
@@ -89,10 +117,13 @@ def test_originate_unanswered_times_out_with_cancel(tmp_path: Path) -> None:
     async def body(engine: Engine) -> int:
         await asyncio.sleep(0.3)
         with pytest.raises(OriginateFailed) as failed:
-            await engine.originate(request_uri=f"sip:nobody@127.0.0.1:{port}",
-                                   to_uri="<sip:nobody@127.0.0.1>",
-                                   from_uri="<sip:ivr@127.0.0.1>",
-                                   destination=("127.0.0.1", port), timeout=1.5)
+            await engine.originate(
+                request_uri=f"sip:nobody@127.0.0.1:{port}",
+                to_uri="<sip:nobody@127.0.0.1>",
+                from_uri="<sip:ivr@127.0.0.1>",
+                destination=("127.0.0.1", port),
+                timeout=1.5,
+            )
         await asyncio.sleep(0.5)
         return failed.value.status_code
 

@@ -44,27 +44,40 @@ HOLD_TONE = {"tone": [440], "ms": 1000}
 
 
 def agent(agent_id: str, queues: list[Any], **extra: Any) -> dict[str, Any]:
-    return {"id": agent_id, "display_name": agent_id.title(),
-            "sip": {"username": agent_id, "password": PASSWORDS[agent_id]},
-            "queues": queues, **extra}
+    return {
+        "id": agent_id,
+        "display_name": agent_id.title(),
+        "sip": {"username": agent_id, "password": PASSWORDS[agent_id]},
+        "queues": queues,
+        **extra,
+    }
 
 
-def acd_config(*, agents: list[dict[str, Any]] | None = None,
-               queues: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+def acd_config(
+    *,
+    agents: list[dict[str, Any]] | None = None,
+    queues: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         # SIPp's digest is MD5 only; SHA-256 is covered in test_agents.py.
         "registrar": {"algorithms": ["MD5"], "min_expires_seconds": 1, "sweep_seconds": 0.5},
         "log_in_on_register": True,
         "agents": agents if agents is not None else [agent("alice", ["billing"])],
-        "queues": queues if queues is not None else [
-            {"name": "billing", "display_name": "Billing", "hold_audio": HOLD_TONE}],
+        "queues": queues
+        if queues is not None
+        else [{"name": "billing", "display_name": "Billing", "hold_audio": HOLD_TONE}],
         **extra,
     }
 
 
 def start(engine_factory: Any, acd: dict[str, Any], **extra: Any) -> RunningEngine:
-    engine: RunningEngine = engine_factory(flows={"queued.yaml": QUEUE_FLOW}, acd=acd,
-                                           routes={"default": "queued", "rules": []}, **extra)
+    engine: RunningEngine = engine_factory(
+        flows={"queued.yaml": QUEUE_FLOW},
+        acd=acd,
+        routes={"default": "queued", "rules": []},
+        **extra,
+    )
     return engine
 
 
@@ -84,27 +97,67 @@ def _scenario(workdir: Path, name: str, subst: dict[str, str]) -> Path:
 class Sipp:
     """A SIPp process (UAC or UAS) in the background, with its message log."""
 
-    def __init__(self, tmp: Path, name: str, scenario: str, args: list[str],
-                 subst: dict[str, str], *, port: int | None = None, calls: int = 1,
-                 timeout: float = 60) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        name: str,
+        scenario: str,
+        args: list[str],
+        subst: dict[str, str],
+        *,
+        port: int | None = None,
+        calls: int = 1,
+        timeout: float = 60,
+    ) -> None:
         sipp = require_peer("sipp")
         self.workdir = tmp / f"{name}-{time.monotonic_ns()}"
         self.workdir.mkdir()
         self.port = port or free_port()
         media = sipp_media_port()
-        defaults = {"answer_ms": "300", "agent_rtp": "[media_port]", "agent_pt": "0",
-                    "agent_codec": "PCMU", "bye_timeout": "60000", "talk_ms": "1000",
-                    "hold_ms": "1000", "display": '"Jane Doe" ', "from_user": "+15550001111",
-                    "extra_headers": "", "codecs": "0 8"}
+        defaults = {
+            "answer_ms": "300",
+            "agent_rtp": "[media_port]",
+            "agent_pt": "0",
+            "agent_codec": "PCMU",
+            "bye_timeout": "60000",
+            "talk_ms": "1000",
+            "hold_ms": "1000",
+            "display": '"Jane Doe" ',
+            "from_user": "+15550001111",
+            "extra_headers": "",
+            "codecs": "0 8",
+        }
         path = _scenario(self.workdir, scenario, {**defaults, **subst})
         self.messages_path = self.workdir / "messages.log"
-        command = [sipp, "-sf", str(path), "-i", "127.0.0.1", "-p", str(self.port),
-                   "-mi", "127.0.0.1", "-mp", str(media), "-m", str(calls), "-nostdin",
-                   "-trace_msg", "-message_file", str(self.messages_path), "-trace_err",
-                   "-error_file", str(self.workdir / "errors.log"),
-                   "-timeout", f"{int(timeout)}s", "-timeout_error", *args]
-        self.process = subprocess.Popen(command, cwd=self.workdir, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
+        command = [
+            sipp,
+            "-sf",
+            str(path),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-mi",
+            "127.0.0.1",
+            "-mp",
+            str(media),
+            "-m",
+            str(calls),
+            "-nostdin",
+            "-trace_msg",
+            "-message_file",
+            str(self.messages_path),
+            "-trace_err",
+            "-error_file",
+            str(self.workdir / "errors.log"),
+            "-timeout",
+            f"{int(timeout)}s",
+            "-timeout_error",
+            *args,
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
 
     def wait(self, timeout: float = 60) -> int:
         return self.process.wait(timeout=timeout)
@@ -116,14 +169,16 @@ class Sipp:
 
     @property
     def messages(self) -> str:
-        return self.messages_path.read_text(errors="replace") if self.messages_path.exists() \
-            else ""
+        return self.messages_path.read_text(errors="replace") if self.messages_path.exists() else ""
 
     @property
     def errors(self) -> str:
         path = self.workdir / "errors.log"
-        stderr = self.process.stderr.read().decode(errors="replace") \
-            if self.process.stderr and self.process.poll() is not None else ""
+        stderr = (
+            self.process.stderr.read().decode(errors="replace")
+            if self.process.stderr and self.process.poll() is not None
+            else ""
+        )
         return stderr + (path.read_text(errors="replace") if path.exists() else "")
 
     def received(self, method: str) -> list[str]:
@@ -139,22 +194,47 @@ class Sipp:
         return found
 
 
-def register(engine: RunningEngine, tmp: Path, user: str, *, port: int,
-             password: str | None = None, expires: int = 3600, final: str = "200",
-             transport: str = "u1") -> Sipp:
+def register(
+    engine: RunningEngine,
+    tmp: Path,
+    user: str,
+    *,
+    port: int,
+    password: str | None = None,
+    expires: int = 3600,
+    final: str = "200",
+    transport: str = "u1",
+) -> Sipp:
     """Register ``user``'s phone from ``port`` (the agent's SIPp UAS then listens there)."""
-    sipp = Sipp(tmp, f"register-{user}", "agent_register.xml",
-                [f"127.0.0.1:{engine.sip_port}", "-t", transport],
-                {"user": user, "password": password or PASSWORDS[user],
-                 "contact_port": str(port), "expires": str(expires), "final": final},
-                port=port, timeout=20)
+    sipp = Sipp(
+        tmp,
+        f"register-{user}",
+        "agent_register.xml",
+        [f"127.0.0.1:{engine.sip_port}", "-t", transport],
+        {
+            "user": user,
+            "password": password or PASSWORDS[user],
+            "contact_port": str(port),
+            "expires": str(expires),
+            "final": final,
+        },
+        port=port,
+        timeout=20,
+    )
     code = sipp.wait(30)
     assert code == 0, sipp.errors + sipp.messages[-2000:]
     return sipp
 
 
-def agent_phone(engine: RunningEngine, tmp: Path, user: str, scenario: str = "agent_uas_answer.xml",
-                *, calls: int = 1, **subst: str) -> Sipp:
+def agent_phone(
+    engine: RunningEngine,
+    tmp: Path,
+    user: str,
+    scenario: str = "agent_uas_answer.xml",
+    *,
+    calls: int = 1,
+    **subst: str,
+) -> Sipp:
     """Register ``user`` then answer offers with ``scenario`` on the registered port."""
     port = free_port()
     register(engine, tmp, user, port=port)
@@ -162,8 +242,15 @@ def agent_phone(engine: RunningEngine, tmp: Path, user: str, scenario: str = "ag
     return Sipp(tmp, f"phone-{user}", scenario, [], subst, port=port, calls=calls)
 
 
-def caller(engine: RunningEngine, tmp: Path, scenario: str = "queue_uac_caller_bye.xml", *,
-           rtp_port: int | None = None, headers: tuple[str, ...] = (), **subst: str) -> Sipp:
+def caller(
+    engine: RunningEngine,
+    tmp: Path,
+    scenario: str = "queue_uac_caller_bye.xml",
+    *,
+    rtp_port: int | None = None,
+    headers: tuple[str, ...] = (),
+    **subst: str,
+) -> Sipp:
     extra = "".join(f"\n      {h}" for h in headers)
     args = [f"127.0.0.1:{engine.sip_port}", "-s", "100"]
     if rtp_port is not None:
@@ -204,8 +291,9 @@ class RtpPeer:
                 return
             now = time.monotonic()
             if remote is not None and now >= next_send:
-                header = struct.pack("!BBHII", 0x80, self.pt, seq & 0xFFFF, ts & 0xFFFFFFFF,
-                                     0x1234 + self.fill)
+                header = struct.pack(
+                    "!BBHII", 0x80, self.pt, seq & 0xFFFF, ts & 0xFFFFFFFF, 0x1234 + self.fill
+                )
                 try:
                     self.sock.sendto(header + payload, remote)
                 except OSError:
@@ -234,16 +322,30 @@ def when(line: dict[str, Any]) -> float:
 # tests
 
 
-def _whisper_then_bridge(engine_factory: Any, tmp_path: Path, *, agent_pt: int,
-                         agent_codec: str) -> tuple[RunningEngine, RtpPeer, RtpPeer, Sipp]:
+def _whisper_then_bridge(
+    engine_factory: Any, tmp_path: Path, *, agent_pt: int, agent_codec: str
+) -> tuple[RunningEngine, RtpPeer, RtpPeer, Sipp]:
     engine = start(engine_factory, acd_config())
     agent_media = RtpPeer(0x44, agent_pt)
     caller_media = RtpPeer(0x33, 0)
     try:
-        phone = agent_phone(engine, tmp_path, "alice", agent_rtp=str(agent_media.port),
-                            agent_pt=str(agent_pt), agent_codec=agent_codec, answer_ms="500")
-        uac = caller(engine, tmp_path, rtp_port=caller_media.port, hold_ms="6000", codecs="0",
-                     headers=("X-Reserved-Repeat-Customer: true",))
+        phone = agent_phone(
+            engine,
+            tmp_path,
+            "alice",
+            agent_rtp=str(agent_media.port),
+            agent_pt=str(agent_pt),
+            agent_codec=agent_codec,
+            answer_ms="500",
+        )
+        uac = caller(
+            engine,
+            tmp_path,
+            rtp_port=caller_media.port,
+            hold_ms="6000",
+            codecs="0",
+            headers=("X-Reserved-Repeat-Customer: true",),
+        )
         assert uac.wait(40) == 0, uac.errors + uac.messages[-3000:]
         assert phone.wait(20) == 0, phone.errors + phone.messages[-3000:]
     finally:
@@ -253,9 +355,11 @@ def _whisper_then_bridge(engine_factory: Any, tmp_path: Path, *, agent_pt: int,
 
 
 def test_agent_hears_whisper_while_caller_hears_hold_then_bridge(
-        engine_factory: Any, tmp_path: Path) -> None:
+    engine_factory: Any, tmp_path: Path
+) -> None:
     engine, agent_media, caller_media, phone = _whisper_then_bridge(
-        engine_factory, tmp_path, agent_pt=0, agent_codec="PCMU")
+        engine_factory, tmp_path, agent_pt=0, agent_codec="PCMU"
+    )
     # The offer INVITE: caller number and name, queue, reserved data.
     invite = phone.received("INVITE")[0]
     assert 'From: "Jane Doe" <sip:+15550001111@' in invite
@@ -290,7 +394,8 @@ def test_agent_hears_whisper_while_caller_hears_hold_then_bridge(
 
 def test_pcmu_caller_to_pcma_agent_is_transcoded(engine_factory: Any, tmp_path: Path) -> None:
     engine, agent_media, caller_media, _ = _whisper_then_bridge(
-        engine_factory, tmp_path, agent_pt=8, agent_codec="PCMA")
+        engine_factory, tmp_path, agent_pt=8, agent_codec="PCMA"
+    )
     caller_as_alaw = audioop.lin2alaw(audioop.ulaw2lin(bytes([0x33]) * 160, 2), 2)
     agent_as_ulaw = audioop.lin2ulaw(audioop.alaw2lin(bytes([0x44]) * 160, 2), 2)
     agent_rx = agent_media.payloads()
@@ -303,8 +408,9 @@ def test_pcmu_caller_to_pcma_agent_is_transcoded(engine_factory: Any, tmp_path: 
 
 
 def test_longest_idle_agent_first(engine_factory: Any, tmp_path: Path) -> None:
-    engine = start(engine_factory, acd_config(agents=[agent("alice", ["billing"]),
-                                                      agent("bob", ["billing"])]))
+    engine = start(
+        engine_factory, acd_config(agents=[agent("alice", ["billing"]), agent("bob", ["billing"])])
+    )
     bob = agent_phone(engine, tmp_path, "bob", "agent_uas_hangup.xml", talk_ms="2500")
     time.sleep(0.3)
     alice = agent_phone(engine, tmp_path, "alice", "agent_uas_hangup.xml", talk_ms="2500")
@@ -319,11 +425,19 @@ def test_longest_idle_agent_first(engine_factory: Any, tmp_path: Path) -> None:
 
 
 def test_offer_timeout_moves_on_and_renotifies(engine_factory: Any, tmp_path: Path) -> None:
-    queue = {"name": "billing", "hold_audio": HOLD_TONE,
-             "offer": {"timeout_seconds": 2, "renotify_every_seconds": 5,
-                       "max_missed_offers_before_not_ready": 0}}
-    engine = start(engine_factory, acd_config(
-        agents=[agent("alice", ["billing"]), agent("bob", ["billing"])], queues=[queue]))
+    queue = {
+        "name": "billing",
+        "hold_audio": HOLD_TONE,
+        "offer": {
+            "timeout_seconds": 2,
+            "renotify_every_seconds": 5,
+            "max_missed_offers_before_not_ready": 0,
+        },
+    }
+    engine = start(
+        engine_factory,
+        acd_config(agents=[agent("alice", ["billing"]), agent("bob", ["billing"])], queues=[queue]),
+    )
     alice = agent_phone(engine, tmp_path, "alice", "agent_uas_ring.xml", calls=10)
     bob = agent_phone(engine, tmp_path, "bob", "agent_uas_ring.xml", calls=10)
     try:
@@ -365,13 +479,22 @@ def test_alert_info_and_sms_on_offer(engine_factory: Any, tmp_path: Path) -> Non
     tones.mkdir()
     (tones / "billing.mp3").write_bytes(b"ID3 fake mp3 bytes")
     tone_port = free_port()
-    queue = {"name": "billing", "hold_audio": HOLD_TONE, "sms": {"enabled": True},
-             "offer": {"ring_tone": "billing.mp3"}}
+    queue = {
+        "name": "billing",
+        "hold_audio": HOLD_TONE,
+        "sms": {"enabled": True},
+        "offer": {"ring_tone": "billing.mp3"},
+    }
     try:
-        engine = start(engine_factory, acd_config(
-            agents=[agent("alice", ["billing"], sms_number="+15551230001")], queues=[queue],
-            sms_gateway={"url": f"http://127.0.0.1:{server.server_port}/sms"},
-            tone_server={"listen": f"127.0.0.1:{tone_port}", "dir": str(tones)}))
+        engine = start(
+            engine_factory,
+            acd_config(
+                agents=[agent("alice", ["billing"], sms_number="+15551230001")],
+                queues=[queue],
+                sms_gateway={"url": f"http://127.0.0.1:{server.server_port}/sms"},
+                tone_server={"listen": f"127.0.0.1:{tone_port}", "dir": str(tones)},
+            ),
+        )
         phone = agent_phone(engine, tmp_path, "alice", answer_ms="200")
         uac = caller(engine, tmp_path, hold_ms="2500")
         assert uac.wait(30) == 0, uac.errors
@@ -388,13 +511,21 @@ def test_alert_info_and_sms_on_offer(engine_factory: Any, tmp_path: Path) -> Non
 
 
 def test_priority_caller_served_first(engine_factory: Any, tmp_path: Path) -> None:
-    queue = {"name": "billing", "hold_audio": HOLD_TONE,
-             "priority_rules": [{"when": "profile.repeat_customer", "priority": 10}]}
+    queue = {
+        "name": "billing",
+        "hold_audio": HOLD_TONE,
+        "priority_rules": [{"when": "profile.repeat_customer", "priority": 10}],
+    }
     engine = start(engine_factory, acd_config(queues=[queue]))
     plain = caller(engine, tmp_path, hold_ms="8000", from_user="+15550000001")
     engine.wait_for("queued", queue="billing")
-    vip = caller(engine, tmp_path, hold_ms="8000", from_user="+15550000002",
-                 headers=("X-Reserved-Repeat-Customer: yes",))
+    vip = caller(
+        engine,
+        tmp_path,
+        hold_ms="8000",
+        from_user="+15550000002",
+        headers=("X-Reserved-Repeat-Customer: yes",),
+    )
     deadline = time.monotonic() + 10
     while len(engine.events("queued")) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -407,15 +538,29 @@ def test_priority_caller_served_first(engine_factory: Any, tmp_path: Path) -> No
 
 
 def test_refer_to_queue_keeps_reserved_headers(engine_factory: Any, tmp_path: Path) -> None:
-    queues = [{"name": "billing", "hold_audio": HOLD_TONE},
-              {"name": "sales", "display_name": "Sales", "hold_audio": HOLD_TONE}]
-    engine = start(engine_factory, acd_config(
-        agents=[agent("alice", ["billing"]), agent("bob", ["sales"])], queues=queues))
-    alice = agent_phone(engine, tmp_path, "alice", "agent_uas_refer.xml", talk_ms="2500",
-                        refer_to="<sip:queue-sales@127.0.0.1>")
+    queues = [
+        {"name": "billing", "hold_audio": HOLD_TONE},
+        {"name": "sales", "display_name": "Sales", "hold_audio": HOLD_TONE},
+    ]
+    engine = start(
+        engine_factory,
+        acd_config(agents=[agent("alice", ["billing"]), agent("bob", ["sales"])], queues=queues),
+    )
+    alice = agent_phone(
+        engine,
+        tmp_path,
+        "alice",
+        "agent_uas_refer.xml",
+        talk_ms="2500",
+        refer_to="<sip:queue-sales@127.0.0.1>",
+    )
     bob = agent_phone(engine, tmp_path, "bob", "agent_uas_hangup.xml", talk_ms="2500")
-    uac = caller(engine, tmp_path, "queue_uac_wait_bye.xml",
-                 headers=("X-Reserved-Verified-Customer: true", "User-to-User: 1234;encoding=hex"))
+    uac = caller(
+        engine,
+        tmp_path,
+        "queue_uac_wait_bye.xml",
+        headers=("X-Reserved-Verified-Customer: true", "User-to-User: 1234;encoding=hex"),
+    )
     assert uac.wait(40) == 0, uac.errors
     assert alice.wait(10) == 0, alice.errors + alice.messages[-3000:]
     assert bob.wait(10) == 0, bob.errors
@@ -434,8 +579,9 @@ def test_agent_hold_plays_hold_audio_to_caller(engine_factory: Any, tmp_path: Pa
     engine = start(engine_factory, acd_config())
     caller_media = RtpPeer(0x33, 0)
     try:
-        phone = agent_phone(engine, tmp_path, "alice", "agent_uas_hold.xml", talk_ms="2500",
-                            hold_ms="2000")
+        phone = agent_phone(
+            engine, tmp_path, "alice", "agent_uas_hold.xml", talk_ms="2500", hold_ms="2000"
+        )
         uac = caller(engine, tmp_path, rtp_port=caller_media.port, hold_ms="9000", codecs="0")
         assert uac.wait(40) == 0, uac.errors
         assert phone.wait(10) == 0, phone.errors + phone.messages[-2000:]

@@ -31,7 +31,8 @@ with warnings.catch_warnings():
 
 pytestmark = pytest.mark.integration
 
-FLOWS = {"vm.yaml": """\
+FLOWS = {
+    "vm.yaml": """\
 flow: vm
 entry: check
 language: en
@@ -39,35 +40,51 @@ nodes:
   check: {type: hours, queue: billing, open: done, closed: deflect}
   deflect: {type: deflect, queue: billing, failed: done, next: done}
   done: {type: hangup, reason: flow done}
-"""}
+"""
+}
 
-AGENTS = {**ACD, "agents": [{"id": "alice", "display_name": "Alice",
-                              "sip": {"username": "alice", "password": "secret"},
-                              "queues": ["billing"]}]}
+AGENTS = {
+    **ACD,
+    "agents": [
+        {
+            "id": "alice",
+            "display_name": "Alice",
+            "sip": {"username": "alice", "password": "secret"},
+            "queues": ["billing"],
+        }
+    ],
+}
 
 
 def voicemail_option(**extra: Any) -> dict[str, Any]:
-    return {"voicemail": {"greeting": {"en": "Leave a message."}, "silence_seconds": 4,
-                          **extra}}
+    return {"voicemail": {"greeting": {"en": "Leave a message."}, "silence_seconds": 4, **extra}}
 
 
-def start(engine_factory: Any, option: dict[str, Any], *, acd: dict[str, Any] = AGENTS,
-          **extra: Any) -> RunningEngine:
+def start(
+    engine_factory: Any, option: dict[str, Any], *, acd: dict[str, Any] = AGENTS, **extra: Any
+) -> RunningEngine:
     engine: RunningEngine = engine_factory(
-        clock=CLOSED_AT, flows=FLOWS, hours=HOURS, acd=acd,
+        clock=CLOSED_AT,
+        flows=FLOWS,
+        hours=HOURS,
+        acd=acd,
         after_hours={"queues": {"billing": {"deflect": True, "option": option}}},
-        routes={"default": "vm", "rules": []}, **extra)
+        routes={"default": "vm", "rules": []},
+        **extra,
+    )
     return engine
 
 
 def talk_then(keys: str, *, gap_ms: int = 1000) -> str:
     """After the greeting: 7 s of speech (SIPp's G.711 A-law pcap), then keys."""
-    return "\n".join([
-        '  <pause milliseconds="3000"/>',
-        f'  <nop><action><exec play_pcap_audio="{SIPP_PCAPS / "g711a.pcap"}"/></action></nop>',
-        '  <pause milliseconds="7500"/>',
-        key_actions(keys, first_ms=0, gap_ms=gap_ms) if keys else "",
-    ])
+    return "\n".join(
+        [
+            '  <pause milliseconds="3000"/>',
+            f'  <nop><action><exec play_pcap_audio="{SIPP_PCAPS / "g711a.pcap"}"/></action></nop>',
+            '  <pause milliseconds="7500"/>',
+            key_actions(keys, first_ms=0, gap_ms=gap_ms) if keys else "",
+        ]
+    )
 
 
 def rows(engine: RunningEngine) -> list[dict[str, Any]]:
@@ -138,17 +155,31 @@ def subscriber(mosquitto: Mosquitto) -> Iterator[Subscriber]:  # noqa: F811
 
 
 def mqtt_config(broker: Mosquitto) -> dict[str, Any]:
-    return {"host": "127.0.0.1", "port": broker.port, "client_id": "switchhook-vm",
-            "reconnect": {"initial_seconds": 0.1, "max_seconds": 0.5, "jitter": 0.2}}
+    return {
+        "host": "127.0.0.1",
+        "port": broker.port,
+        "client_id": "switchhook-vm",
+        "reconnect": {"initial_seconds": 0.1, "max_seconds": 0.5, "jitter": 0.2},
+    }
 
 
 def test_voicemail_records_collects_the_callback_number_and_notifies_agents(
-        engine_factory: Any, tmp_path: Path, mosquitto: Mosquitto,  # noqa: F811
-        subscriber: Subscriber) -> None:
-    engine = start(engine_factory, voicemail_option(ask_callback_number=True),
-                   mqtt=mqtt_config(mosquitto))
-    result = uac(engine, tmp_path, "deflect_uac_engine_bye.xml", codecs="8",
-                 actions=talk_then("#0612345678#"), bye_timeout="40000")
+    engine_factory: Any,
+    tmp_path: Path,
+    mosquitto: Mosquitto,  # noqa: F811
+    subscriber: Subscriber,
+) -> None:
+    engine = start(
+        engine_factory, voicemail_option(ask_callback_number=True), mqtt=mqtt_config(mosquitto)
+    )
+    result = uac(
+        engine,
+        tmp_path,
+        "deflect_uac_engine_bye.xml",
+        codecs="8",
+        actions=talk_then("#0612345678#"),
+        bye_timeout="40000",
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     recorded = engine.wait_for("voicemail recorded")
     assert recorded["reason"] == "dtmf" and recorded["had_speech"] is True
@@ -161,7 +192,10 @@ def test_voicemail_records_collects_the_callback_number_and_notifies_agents(
 
     (row,) = rows(engine)
     assert (row["queue"], row["caller"], row["callback_number"]) == (
-        "billing", "+15550001111", "0612345678")
+        "billing",
+        "+15550001111",
+        "0612345678",
+    )
     assert row["started_at"] == dt.datetime.fromisoformat(CLOSED_AT).timestamp()
     assert json.loads(row["menu_path"]) == []
     seconds, rms = wav_stats(Path(row["wav_path"]))
@@ -175,10 +209,10 @@ def test_voicemail_records_collects_the_callback_number_and_notifies_agents(
 
 
 def test_voicemail_is_kept_when_the_caller_hangs_up_while_recording(
-        engine_factory: Any, tmp_path: Path) -> None:
+    engine_factory: Any, tmp_path: Path
+) -> None:
     engine = start(engine_factory, voicemail_option())
-    result = uac(engine, tmp_path, "deflect_uac_caller_bye.xml", codecs="8",
-                 actions=talk_then(""))
+    result = uac(engine, tmp_path, "deflect_uac_caller_bye.xml", codecs="8", actions=talk_then(""))
     assert result.returncode == 0, result.stderr + result.stdout
     assert engine.wait_for("voicemail recorded")["reason"] == "hangup"
     engine.wait_for("voicemail stored")
@@ -189,11 +223,15 @@ def test_voicemail_is_kept_when_the_caller_hangs_up_while_recording(
 
 
 def test_voicemail_on_a_queue_without_agents_creates_a_crm_record(
-        engine_factory: Any, tmp_path: Path, crm: Crm) -> None:  # noqa: F811
-    engine = start(engine_factory, voicemail_option(), acd=ACD,
-                   crm={"url": crm.url, "api_key": API_KEY, "timeout_seconds": 5})
-    result = uac(engine, tmp_path, "deflect_uac_engine_bye.xml", codecs="8",
-                 actions=talk_then("#"))
+    engine_factory: Any, tmp_path: Path, crm: Crm
+) -> None:
+    engine = start(
+        engine_factory,
+        voicemail_option(),
+        acd=ACD,
+        crm={"url": crm.url, "api_key": API_KEY, "timeout_seconds": 5},
+    )
+    result = uac(engine, tmp_path, "deflect_uac_engine_bye.xml", codecs="8", actions=talk_then("#"))
     assert result.returncode == 0, result.stderr + result.stdout
     stored = engine.wait_for("voicemail stored")
     assert stored["crm"] is True and stored["agents"] == []
@@ -211,11 +249,22 @@ def test_voicemail_on_a_queue_without_agents_creates_a_crm_record(
 
 
 def test_withheld_caller_hears_the_blocked_number_message_and_nothing_is_recorded(
-        engine_factory: Any, tmp_path: Path) -> None:
-    engine = start(engine_factory, voicemail_option(
-        blocked_number_message={"en": "Sorry, we cannot take messages from hidden numbers."}))
-    result = uac(engine, tmp_path, "deflect_uac_engine_bye.xml", codecs="8",
-                 from_user="anonymous", display='"Anonymous" ')
+    engine_factory: Any, tmp_path: Path
+) -> None:
+    engine = start(
+        engine_factory,
+        voicemail_option(
+            blocked_number_message={"en": "Sorry, we cannot take messages from hidden numbers."}
+        ),
+    )
+    result = uac(
+        engine,
+        tmp_path,
+        "deflect_uac_engine_bye.xml",
+        codecs="8",
+        from_user="anonymous",
+        display='"Anonymous" ',
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "BYE sip:" in result.messages
     ended = engine.wait_for("call ended", reason="voicemail refused: number withheld")

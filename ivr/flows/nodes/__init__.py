@@ -3,6 +3,15 @@
 from . import answer, branch, collect, goto, hangup, language, menu, play, set, subflow, tasks
 
 __all__ = [
-    "answer", "branch", "collect", "goto", "hangup", "language", "menu", "play", "set", "subflow",
+    "answer",
+    "branch",
+    "collect",
+    "goto",
+    "hangup",
+    "language",
+    "menu",
+    "play",
+    "set",
+    "subflow",
     "tasks",
 ]

@@ -41,8 +41,11 @@ def option_keys(value: Any) -> Any:
         text = str(key) if isinstance(key, int) and not isinstance(key, bool) else key
         if not isinstance(text, str) or len(text) != 1 or text not in DTMF_DIGITS:
             problems.append(
-                ((key,), f"option key must be one DTMF key: one of {' '.join(DTMF_DIGITS)} "
-                         f"(got {key!r})")
+                (
+                    (key,),
+                    f"option key must be one DTMF key: one of {' '.join(DTMF_DIGITS)} "
+                    f"(got {key!r})",
+                )
             )
         else:
             converted[text] = option

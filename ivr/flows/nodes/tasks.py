@@ -145,8 +145,7 @@ class TransferNode(_TaskNode):
     TARGET_FIELDS = ("failed", "next")
 
     def params(self) -> Mapping[str, Any]:
-        return {"number": self.number, "trunk": self.trunk, "uri": self.uri,
-                "method": self.method}
+        return {"number": self.number, "trunk": self.trunk, "uri": self.uri, "method": self.method}
 
     def model_post_init(self, context: Any) -> None:
         if (self.number is None) == (self.uri is None):

@@ -14,16 +14,19 @@ BAD = ROOT / "tests" / "golden" / "config" / "bad"
 
 
 def test_check_accepts_the_shipped_configs(capsys: pytest.CaptureFixture[str]) -> None:
-    for path in (ROOT / "config" / "switchhook.yaml",
-                 ROOT / "config" / "examples" / "carrier-trunk.yaml"):
+    for path in (
+        ROOT / "config" / "switchhook.yaml",
+        ROOT / "config" / "examples" / "carrier-trunk.yaml",
+    ):
         assert main(["check", "--config", str(path)]) == 0
         out = capsys.readouterr().out.strip()
         assert ": OK (3 flows: common, default, support)" in out
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in BAD.glob("*.yaml")))
-def test_check_reports_every_located_problem(name: str, capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_reports_every_located_problem(
+    name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The golden messages name files relative to their folder.
     monkeypatch.chdir(BAD)
     assert main(["check", "--config", f"{name}.yaml"]) == 1
@@ -35,8 +38,9 @@ def test_check_reports_every_located_problem(name: str, capsys: pytest.CaptureFi
     assert lines[-1] == f"{count} problem{'s' if count != 1 else ''} found"
 
 
-def test_check_missing_file_is_a_located_problem(tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_missing_file_is_a_located_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "nope.yaml"
     assert main(["check", "--config", os.fspath(missing)]) == 1
     assert "nope.yaml" in capsys.readouterr().err

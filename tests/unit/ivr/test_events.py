@@ -33,8 +33,9 @@ T0 = 1_700_000_000.0
 
 
 class FakeBroker:
-    def __init__(self, *, connect_failures: int = 0, fail_publishes: set[int] | None = None
-                 ) -> None:
+    def __init__(
+        self, *, connect_failures: int = 0, fail_publishes: set[int] | None = None
+    ) -> None:
         self.connect_failures = connect_failures
         self.fail_publishes = fail_publishes or set()
         self.attempts = 0
@@ -62,8 +63,9 @@ class FakeConnection:
     async def __aexit__(self, *_exc: object) -> None:
         return None
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 0, *,
-                      timeout: float | None = None) -> None:
+    async def publish(
+        self, topic: str, payload: bytes, qos: int = 0, *, timeout: float | None = None
+    ) -> None:
         self.broker.attempts += 1
         if self.broker.attempts in self.broker.fail_publishes:
             raise aiomqtt.MqttError("Disconnected during publish")
@@ -72,14 +74,21 @@ class FakeConnection:
 
 def publisher(broker: FakeBroker, **settings: Any) -> MqttEventPublisher:
     config = MqttSettings.model_validate({"host": "127.0.0.1", **settings})
-    return MqttEventPublisher(config, node="node1", now=lambda: T0, sleep=broker.sleep,
-                              rng=random.Random(5), client_factory=broker.factory)
+    return MqttEventPublisher(
+        config,
+        node="node1",
+        now=lambda: T0,
+        sleep=broker.sleep,
+        rng=random.Random(5),
+        client_factory=broker.factory,
+    )
 
 
 async def until(predicate: Callable[[], bool]) -> None:
     async def poll() -> None:
         while not predicate():
             await asyncio.sleep(0)
+
     await asyncio.wait_for(poll(), timeout=5)
 
 
@@ -89,15 +98,33 @@ def test_events_are_json_on_node_topics_with_qos_1() -> None:
     async def scenario() -> None:
         events = publisher(broker)
         await events.start()
-        events.publish(CallStarted(call_id="c1", caller="+331", called="+332", trunk="t",
-                                   profile={"verified_customer": True}))
+        events.publish(
+            CallStarted(
+                call_id="c1",
+                caller="+331",
+                called="+332",
+                trunk="t",
+                profile={"verified_customer": True},
+            )
+        )
         events.publish(AgentStateChanged(agent="alice", state="available", previous="wrap_up"))
-        events.publish(VoicemailLeft(voicemail_id="vm1", queue="root", caller="+331",
-                                     menu_path=("main", "3"), agents=("bob",)))
-        events.publish(MonitorStarted(call_id="c1", monitor_id="m1", supervisor="sup",
-                                      mode="listen"))
-        events.publish(MonitorModeChanged(call_id="c1", monitor_id="m1", supervisor="sup",
-                                          mode="coach", previous="listen"))
+        events.publish(
+            VoicemailLeft(
+                voicemail_id="vm1",
+                queue="root",
+                caller="+331",
+                menu_path=("main", "3"),
+                agents=("bob",),
+            )
+        )
+        events.publish(
+            MonitorStarted(call_id="c1", monitor_id="m1", supervisor="sup", mode="listen")
+        )
+        events.publish(
+            MonitorModeChanged(
+                call_id="c1", monitor_id="m1", supervisor="sup", mode="coach", previous="listen"
+            )
+        )
         events.publish(AuditRecorded(who="sup", action="monitor.start", call_id="c1"))
         events.publish(CallEnded(call_id="c1", outcome="answered", talk_seconds=12.5))
         await until(lambda: len(broker.received) == 7)
@@ -105,15 +132,28 @@ def test_events_are_json_on_node_topics_with_qos_1() -> None:
 
     asyncio.run(scenario())
     topics = [topic for topic, _payload, _qos in broker.received]
-    assert topics == ["switchhook/node1/call", "switchhook/node1/agent",
-                      "switchhook/node1/voicemail", "switchhook/node1/monitor",
-                      "switchhook/node1/monitor", "switchhook/node1/audit",
-                      "switchhook/node1/call"]
+    assert topics == [
+        "switchhook/node1/call",
+        "switchhook/node1/agent",
+        "switchhook/node1/voicemail",
+        "switchhook/node1/monitor",
+        "switchhook/node1/monitor",
+        "switchhook/node1/audit",
+        "switchhook/node1/call",
+    ]
     assert {qos for _t, _p, qos in broker.received} == {1}
     first = broker.received[0][1]
-    assert first == {"event": "call.started", "node": "node1", "seq": 1,
-                     "time": "2023-11-14T22:13:20+00:00", "call_id": "c1", "caller": "+331",
-                     "called": "+332", "trunk": "t", "profile": {"verified_customer": True}}
+    assert first == {
+        "event": "call.started",
+        "node": "node1",
+        "seq": 1,
+        "time": "2023-11-14T22:13:20+00:00",
+        "call_id": "c1",
+        "caller": "+331",
+        "called": "+332",
+        "trunk": "t",
+        "profile": {"verified_customer": True},
+    }
     assert [p["seq"] for _t, p, _q in broker.received] == list(range(1, 8))
     assert broker.received[2][1]["menu_path"] == ["main", "3"]
     assert broker.received[4][1]["event"] == "monitor.mode_changed"
@@ -197,8 +237,7 @@ def test_no_broker_means_a_no_op_publisher() -> None:
         await events.stop()
 
     asyncio.run(scenario())
-    assert isinstance(make_event_publisher(MqttSettings(host="h"), node="n"),
-                      MqttEventPublisher)
+    assert isinstance(make_event_publisher(MqttSettings(host="h"), node="n"), MqttEventPublisher)
 
 
 def test_settings_validation() -> None:

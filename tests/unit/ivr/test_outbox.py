@@ -54,8 +54,9 @@ class FakeClock:
 class FakeCrm:
     """Answers from a script (an exception to raise, or None to acknowledge)."""
 
-    def __init__(self, *script: Exception | None,
-                 on_ack: Callable[[Delivery], None] | None = None) -> None:
+    def __init__(
+        self, *script: Exception | None, on_ack: Callable[[Delivery], None] | None = None
+    ) -> None:
         self.script = list(script)
         self.calls: list[Delivery] = []
         self.bodies: list[bytes] = []
@@ -78,8 +79,7 @@ def run(scenario: Callable[[], Awaitable[T]]) -> T:
 
 def make_outbox(store: Store, crm: FakeCrm, clock: FakeClock, **settings: object) -> Outbox:
     config = OutboxSettings.model_validate({"backoff": POLICY.model_dump(), **settings})
-    return Outbox(store, crm, config, now=clock.now, sleep=clock.sleep,
-                  rng=random.Random(1234))
+    return Outbox(store, crm, config, now=clock.now, sleep=clock.sleep, rng=random.Random(1234))
 
 
 # -- pure helpers ----------------------------------------------------------------------------
@@ -89,8 +89,16 @@ def test_backoff_schedule_is_exact_with_a_seeded_rng() -> None:
     rng = random.Random(1234)
     delays = [backoff_delay(n, POLICY, rng) for n in range(1, 7)]
     # base 1, 2, 4, 8, 10 (cap), 10, each shortened by up to 50% jitter.
-    assert delays == pytest.approx([0.5167732321539307, 1.5592674008246474, 3.985017059882826,
-                                    4.356096150203504, 5.30365501318118, 7.088862134705254])
+    assert delays == pytest.approx(
+        [
+            0.5167732321539307,
+            1.5592674008246474,
+            3.985017059882826,
+            4.356096150203504,
+            5.30365501318118,
+            7.088862134705254,
+        ]
+    )
     no_jitter = BackoffSettings(initial_seconds=5, multiplier=3, max_seconds=100, jitter=0)
     assert [backoff_delay(n, no_jitter, rng) for n in range(1, 6)] == [5, 15, 45, 100, 100]
     assert backoff_delay(10_000, no_jitter, rng) == 100
@@ -101,13 +109,19 @@ def test_split_file_gives_ordered_parts_that_concatenate_back(tmp_path: Path) ->
     data = bytes(range(256)) * 10 + b"tail"  # 2564 bytes
     original.write_bytes(data)
     parts = split_file(original, 1000)
-    assert [p.name for p in parts] == ["rec.wav.part001of003", "rec.wav.part002of003",
-                                       "rec.wav.part003of003"]
+    assert [p.name for p in parts] == [
+        "rec.wav.part001of003",
+        "rec.wav.part002of003",
+        "rec.wav.part003of003",
+    ]
     assert [p.stat().st_size for p in parts] == [1000, 1000, 564]
     assert b"".join(p.read_bytes() for p in parts) == data
     assert original.exists()
-    assert [part_info(p) for p in parts] == [("rec.wav", 1, 3), ("rec.wav", 2, 3),
-                                             ("rec.wav", 3, 3)]
+    assert [part_info(p) for p in parts] == [
+        ("rec.wav", 1, 3),
+        ("rec.wav", 2, 3),
+        ("rec.wav", 3, 3),
+    ]
     assert part_info(original) == ("rec.wav", 1, 1)
 
 
@@ -133,8 +147,12 @@ def test_retries_follow_the_backoff_schedule_then_deliver(tmp_path: Path) -> Non
 
     async def scenario() -> None:
         async with await Store.open(tmp_path / "s.db") as store:
-            crm = FakeCrm(DeliveryRetryable("503"), DeliveryRetryable("503"),
-                          DeliveryRetryable("timeout"), None)
+            crm = FakeCrm(
+                DeliveryRetryable("503"),
+                DeliveryRetryable("503"),
+                DeliveryRetryable("timeout"),
+                None,
+            )
             outbox = make_outbox(store, crm, clock)
             crm.on_ack = lambda _d: outbox.stop()
             item_id = await outbox.enqueue("recording", {"call_id": "c1"}, [wav])
@@ -147,8 +165,9 @@ def test_retries_follow_the_backoff_schedule_then_deliver(tmp_path: Path) -> Non
 
     run(scenario)
     # The loop slept exactly the seeded backoff delays between attempts (1, 2, 4 s bases).
-    assert clock.sleeps == pytest.approx([0.5167732321539307, 1.5592674008246474,
-                                          3.985017059882826], abs=1e-6)
+    assert clock.sleeps == pytest.approx(
+        [0.5167732321539307, 1.5592674008246474, 3.985017059882826], abs=1e-6
+    )
     assert not wav.exists()  # acknowledged -> deleted
 
 
@@ -157,8 +176,10 @@ def test_retry_after_is_honoured_and_capped(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with await Store.open(tmp_path / "s.db") as store:
-            crm = FakeCrm(DeliveryRetryable("429", retry_after=120.0),
-                          DeliveryRetryable("503", retry_after=86400.0))
+            crm = FakeCrm(
+                DeliveryRetryable("429", retry_after=120.0),
+                DeliveryRetryable("503", retry_after=86400.0),
+            )
             outbox = make_outbox(store, crm, clock, retry_after_max_seconds=600)
             item_id = await outbox.enqueue("call_record", {"call_id": "c1"})
             assert await outbox.run_once() == pytest.approx(120.0)
@@ -186,8 +207,7 @@ def test_rejection_is_permanent_and_visible(tmp_path: Path) -> None:
             assert item is not None
             assert (item.state, item.last_error) == ("failed", "CRM answered 422: bad queue")
             assert wav.exists()  # kept for the admin
-            assert any(e["event"] == "outbox_rejected" and e["log_level"] == "error"
-                       for e in logs)
+            assert any(e["event"] == "outbox_rejected" and e["log_level"] == "error" for e in logs)
             clock.t += 3600
             await outbox.run_once()
             assert len(crm.calls) == 1  # never retried on its own
@@ -214,7 +234,10 @@ def test_large_files_go_as_ordered_parts_and_resume_after_a_failed_part(tmp_path
             assert not big.exists()  # now represented by its parts
             item = await store.outbox_item(item_id)
             assert item is not None and [p.name for p in item.files] == [
-                "rec.wav.part001of003", "rec.wav.part002of003", "rec.wav.part003of003"]
+                "rec.wav.part001of003",
+                "rec.wav.part002of003",
+                "rec.wav.part003of003",
+            ]
             delay = await outbox.run_once()  # part 1 acked, part 2 fails
             assert not item.files[0].exists() and item.files[1].exists()
             assert (await store.outbox_item(item_id)).parts_acked == 1  # type: ignore[union-attr]
@@ -240,9 +263,9 @@ def test_parts_metadata_and_bytes_in_order(tmp_path: Path) -> None:
             await outbox.run_once()
 
     run(scenario)
-    assert [(d.part_index, d.part_count, d.file_name, d.file_part, d.file_parts)
-            for d in crm.calls] == [(1, 3, "rec.wav", 1, 3), (2, 3, "rec.wav", 2, 3),
-                                    (3, 3, "rec.wav", 3, 3)]
+    assert [
+        (d.part_index, d.part_count, d.file_name, d.file_part, d.file_parts) for d in crm.calls
+    ] == [(1, 3, "rec.wav", 1, 3), (2, 3, "rec.wav", 2, 3), (3, 3, "rec.wav", 3, 3)]
     assert len({d.idempotency_key for d in crm.calls}) == 3
     assert b"".join(crm.bodies) == data
 
@@ -267,9 +290,16 @@ def test_keep_originals_works_on_copies(tmp_path: Path) -> None:
 
 def test_voicemail_row_and_crm_item_commit_together(tmp_path: Path) -> None:
     clock = FakeClock()
-    vm = Voicemail(id="vm-1", queue="root", caller="+331", callback_number=None,
-                   started_at=T0, duration_seconds=3.0, menu_path=("main",),
-                   wav_path=tmp_path / "vm-1.wav")
+    vm = Voicemail(
+        id="vm-1",
+        queue="root",
+        caller="+331",
+        callback_number=None,
+        started_at=T0,
+        duration_seconds=3.0,
+        menu_path=("main",),
+        wav_path=tmp_path / "vm-1.wav",
+    )
 
     async def scenario() -> None:
         async with await Store.open(tmp_path / "s.db") as store:
@@ -370,8 +400,12 @@ def test_pending_items_survive_a_killed_process(tmp_path: Path) -> None:
 
         asyncio.run(main())
     """)
-    result = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[3],
-                            capture_output=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).parents[3],
+        capture_output=True,
+        timeout=60,
+    )
     assert result.returncode == -signal.SIGKILL, result.stderr.decode()
     crm = FakeCrm()
 

@@ -34,25 +34,45 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 def registration(contact: str = "sip:alice@10.0.0.5:5060", **kw: object) -> Registration:
     fields: dict[str, object] = dict(
-        aor="sip:alice@example.com", contact=contact, expires_at=1_000_600.0,
-        call_id="reg-1@10.0.0.5", cseq=7, transport="udp", remote_host="10.0.0.5",
-        remote_port=5060, local_host="127.0.0.1", local_port=5070, q=0.5,
-        user_agent="Yealink T54W")
+        aor="sip:alice@example.com",
+        contact=contact,
+        expires_at=1_000_600.0,
+        call_id="reg-1@10.0.0.5",
+        cseq=7,
+        transport="udp",
+        remote_host="10.0.0.5",
+        remote_port=5060,
+        local_host="127.0.0.1",
+        local_port=5070,
+        q=0.5,
+        user_agent="Yealink T54W",
+    )
     fields.update(kw)
     return Registration(**fields)  # type: ignore[arg-type]
 
 
 def voicemail(vm_id: str = "vm-1", tmp: Path = Path("/var/vm")) -> Voicemail:
-    return Voicemail(id=vm_id, queue="billing", caller="+33123456789",
-                     callback_number="+33600000000", started_at=1_000_000.0,
-                     duration_seconds=12.5, menu_path=("main", "2", "billing"),
-                     wav_path=tmp / f"{vm_id}.wav", call_id="call-9")
+    return Voicemail(
+        id=vm_id,
+        queue="billing",
+        caller="+33123456789",
+        callback_number="+33600000000",
+        started_at=1_000_000.0,
+        duration_seconds=12.5,
+        menu_path=("main", "2", "billing"),
+        wav_path=tmp / f"{vm_id}.wav",
+        call_id="call-9",
+    )
 
 
 def outbox_item(files: tuple[Path, ...] = (), created_at: float = 1_000_000.0) -> NewOutboxItem:
-    return NewOutboxItem(kind="recording", delivery_id="d" * 32,
-                         payload={"call_id": "c1", "caller": "+331"}, files=files,
-                         created_at=created_at)
+    return NewOutboxItem(
+        kind="recording",
+        delivery_id="d" * 32,
+        payload={"call_id": "c1", "caller": "+331"},
+        files=files,
+        created_at=created_at,
+    )
 
 
 # -- schema ----------------------------------------------------------------------------------
@@ -64,8 +84,14 @@ def test_new_database_is_at_current_schema_in_wal_mode(db: Database, tmp_path: P
     with sqlite3.connect(tmp_path / "store.db") as other:
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in other.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"registrations", "call_records", "voicemails", "outbox", "audit",
-            "schema_version"} <= tables
+    assert {
+        "registrations",
+        "call_records",
+        "voicemails",
+        "outbox",
+        "audit",
+        "schema_version",
+    } <= tables
 
 
 def test_migrations_are_idempotent(tmp_path: Path) -> None:
@@ -120,8 +146,16 @@ def test_registrations_replace_with_a_snapshot(db: Database) -> None:
 
 def test_registration_converts_monotonic_deadlines_to_wall_clock() -> None:
     flow = Flow("tcp", ("10.0.0.5", 40000), 3, ("127.0.0.1", 5060))
-    binding = Binding(aor="sip:bob@example.com", contact="sip:bob@10.0.0.5;transport=tcp",
-                      expires_at=150.0, call_id="x", cseq=2, flow=flow, q=0.7, user_agent="ua")
+    binding = Binding(
+        aor="sip:bob@example.com",
+        contact="sip:bob@10.0.0.5;transport=tcp",
+        expires_at=150.0,
+        call_id="x",
+        cseq=2,
+        flow=flow,
+        q=0.7,
+        user_agent="ua",
+    )
     reg = Registration.from_binding(binding, mono_now=100.0, wall_now=1_700_000_000.0)
     assert reg.expires_at == 1_700_000_050.0
     assert (reg.transport, reg.remote_host, reg.remote_port) == ("tcp", "10.0.0.5", 40000)
@@ -130,16 +164,33 @@ def test_registration_converts_monotonic_deadlines_to_wall_clock() -> None:
     assert back.expires_at == 45.0
     assert back.flow == Flow("tcp", ("10.0.0.5", 40000), None, ("127.0.0.1", 5060))
     assert (back.aor, back.contact, back.q, back.user_agent) == (
-        binding.aor, binding.contact, 0.7, "ua")
+        binding.aor,
+        binding.contact,
+        0.7,
+        "ua",
+    )
 
 
 def test_call_records_round_trip(db: Database) -> None:
     record = CallRecord(
-        call_id="c1", started_at=100.0, answered_at=130.0, ended_at=400.0, caller="+331",
-        called="+332", trunk="carrier", queue="billing", agent="alice",
-        menu_path=("main", "1"), wait_seconds=30.0, ring_seconds=4.0, talk_seconds=260.0,
-        hold_seconds=10.0, transfers=({"to": "sales", "at": 300.0, "kind": "blind"},),
-        outcome="answered", profile={"verified_customer": True, "bad_actor": False})
+        call_id="c1",
+        started_at=100.0,
+        answered_at=130.0,
+        ended_at=400.0,
+        caller="+331",
+        called="+332",
+        trunk="carrier",
+        queue="billing",
+        agent="alice",
+        menu_path=("main", "1"),
+        wait_seconds=30.0,
+        ring_seconds=4.0,
+        talk_seconds=260.0,
+        hold_seconds=10.0,
+        transfers=({"to": "sales", "at": 300.0, "kind": "blind"},),
+        outcome="answered",
+        profile={"verified_customer": True, "bad_actor": False},
+    )
     db.add_call_record(record)
     db.add_call_record(CallRecord(call_id="c2", started_at=500.0, queue="sales"))
     assert db.call_record("c1") == record
@@ -178,7 +229,12 @@ def test_outbox_round_trip_and_transitions(db: Database, tmp_path: Path) -> None
     item = db.outbox_item(item_id)
     assert item is not None
     assert (item.kind, item.files, item.state, item.attempts, item.parts_acked) == (
-        "recording", files, "pending", 0, 0)
+        "recording",
+        files,
+        "pending",
+        0,
+        0,
+    )
     assert item.payload == {"call_id": "c1", "caller": "+331"}
     assert db.due_outbox(now=1_000_000.0) == [item]
     assert db.next_outbox_due() == 1_000_000.0
@@ -201,12 +257,23 @@ def test_outbox_round_trip_and_transitions(db: Database, tmp_path: Path) -> None
 
 
 def test_audit_round_trip(db: Database) -> None:
-    first = db.add_audit(AuditEntry(who="sup1", at=10.0, action="monitor.start", call_id="c1",
-                                    details={"mode": "listen"}))
+    first = db.add_audit(
+        AuditEntry(
+            who="sup1", at=10.0, action="monitor.start", call_id="c1", details={"mode": "listen"}
+        )
+    )
     db.add_audit(AuditEntry(who="mgr", at=20.0, action="call.end", call_id="c2"))
     entries = db.audit(call_id="c1")
-    assert entries == [AuditEntry(id=first, who="sup1", at=10.0, action="monitor.start",
-                                  call_id="c1", details={"mode": "listen"})]
+    assert entries == [
+        AuditEntry(
+            id=first,
+            who="sup1",
+            at=10.0,
+            action="monitor.start",
+            call_id="c1",
+            details={"mode": "listen"},
+        )
+    ]
     assert [e.action for e in db.audit(since=15.0)] == ["call.end"]
 
 
@@ -216,12 +283,14 @@ def test_audit_round_trip(db: Database) -> None:
 def test_disk_full_is_a_store_error_and_nothing_is_half_written(tmp_path: Path) -> None:
     db = Database(tmp_path / "store.db", max_size_mb=1)
     big = {"blob": "x" * (600 * 1024)}
-    first = db.enqueue(NewOutboxItem(kind="k", delivery_id="1", payload=big, files=(),
-                                     created_at=1.0))
+    first = db.enqueue(
+        NewOutboxItem(kind="k", delivery_id="1", payload=big, files=(), created_at=1.0)
+    )
     with pytest.raises(StoreError, match="database or disk is full") as caught:
         for n in range(5):
-            db.enqueue(NewOutboxItem(kind="k", delivery_id=str(n), payload=big, files=(),
-                                     created_at=1.0))
+            db.enqueue(
+                NewOutboxItem(kind="k", delivery_id=str(n), payload=big, files=(), created_at=1.0)
+            )
     assert caught.value.reason == "disk_full"
     assert caught.value.operation == "enqueue"
     # The store still works for reads and small writes after the failure.
@@ -271,11 +340,13 @@ def test_async_store_reports_failed_writes(tmp_path: Path) -> None:
         store = Store(tmp_path / "store.db", max_size_mb=1)
         await store.start()
         big = {"blob": "y" * (700 * 1024)}
-        await store.enqueue(NewOutboxItem(kind="k", delivery_id="1", payload=big, files=(),
-                                          created_at=1.0))
+        await store.enqueue(
+            NewOutboxItem(kind="k", delivery_id="1", payload=big, files=(), created_at=1.0)
+        )
         with pytest.raises(StoreError) as caught:
-            await store.enqueue(NewOutboxItem(kind="k", delivery_id="2", payload=big, files=(),
-                                              created_at=1.0))
+            await store.enqueue(
+                NewOutboxItem(kind="k", delivery_id="2", payload=big, files=(), created_at=1.0)
+            )
         assert caught.value.reason == "disk_full"
         assert len(await store.outbox_items()) == 1
         await store.close()
@@ -284,8 +355,9 @@ def test_async_store_reports_failed_writes(tmp_path: Path) -> None:
 
 
 def test_settings_resolve_paths_against_the_config_directory(tmp_path: Path) -> None:
-    settings = StoreSettings.model_validate({"path": "data/sh.db"},
-                                            context={"base_dir": str(tmp_path)})
+    settings = StoreSettings.model_validate(
+        {"path": "data/sh.db"}, context={"base_dir": str(tmp_path)}
+    )
     assert settings.path == tmp_path / "data" / "sh.db"
     with pytest.raises(ValueError):
         StoreSettings.model_validate({"path": "x.db", "bogus": 1})

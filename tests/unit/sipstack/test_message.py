@@ -68,7 +68,9 @@ def test_register_contact_params_with_quoted_angle_brackets() -> None:
     msg = parse_message(golden("register"))
     [contact] = msg.contacts
     assert dict(contact.params)["expires"] == "3600"
-    assert dict(contact.params)["+sip.instance"] == '"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"'
+    assert (
+        dict(contact.params)["+sip.instance"] == '"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"'
+    )
     assert contact.uri.param("transport") == "tcp"
 
 
@@ -167,7 +169,7 @@ def test_random_bytes_never_escape() -> None:
 def test_random_mutations_of_golden_messages() -> None:
     rng = random.Random(3261)
     seeds = [golden(n) for n in NAMES]
-    alphabet = b" \t\r\n:;,<>\"@=?%\\/\x00\xff0123456789SIPsip"
+    alphabet = b' \t\r\n:;,<>"@=?%\\/\x00\xff0123456789SIPsip'
     for _ in range(3000):
         data = bytearray(rng.choice(seeds))
         for _ in range(rng.randrange(1, 6)):
@@ -225,8 +227,13 @@ def test_framer_byte_at_a_time() -> None:
 
 
 def test_framer_many_messages_one_chunk_with_keepalives() -> None:
-    stream = b"\r\n\r\n" + golden("sipp_invite") + b"\r\n" + golden("sipp_bye") + golden(
-        "carrier_invite")
+    stream = (
+        b"\r\n\r\n"
+        + golden("sipp_invite")
+        + b"\r\n"
+        + golden("sipp_bye")
+        + golden("carrier_invite")
+    )
     out = StreamFramer().feed(stream)
     assert out == [golden("sipp_invite"), golden("sipp_bye"), golden("carrier_invite")]
 

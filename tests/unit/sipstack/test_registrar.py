@@ -9,13 +9,17 @@ from sipstack.transaction import Flow
 FLOW = Flow("UDP", ("192.0.2.10", 5062), None, ("192.0.2.1", 5060))
 
 
-def register(contacts: list[str], *, expires: str | None = None, call_id: str = "reg-1",
-             cseq: int = 1) -> Request:
+def register(
+    contacts: list[str], *, expires: str | None = None, call_id: str = "reg-1", cseq: int = 1
+) -> Request:
     request = Request(method="REGISTER", uri="sip:192.0.2.1")
-    for name, value in (("Via", "SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bKr"),
-                        ("From", "<sip:alice@example.com>;tag=f"),
-                        ("To", "<sip:alice@EXAMPLE.com:5060>"), ("Call-ID", call_id),
-                        ("CSeq", f"{cseq} REGISTER")):
+    for name, value in (
+        ("Via", "SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bKr"),
+        ("From", "<sip:alice@example.com>;tag=f"),
+        ("To", "<sip:alice@EXAMPLE.com:5060>"),
+        ("Call-ID", call_id),
+        ("CSeq", f"{cseq} REGISTER"),
+    ):
         request.headers.add(name, value)
     for contact in contacts:
         request.headers.add("Contact", contact)
@@ -29,12 +33,17 @@ def test_register_lists_bindings_with_remaining_expiry() -> None:
     result = reg.register(register(["<sip:alice@192.0.2.10:5062>"], expires="600"), FLOW, 100.0)
     assert (result.status_code, result.aor) == (200, "sip:alice@example.com")
     assert result.headers == (("Contact", "<sip:alice@192.0.2.10:5062>;expires=600"),)
-    second = reg.register(register(["<sip:alice@198.51.100.7>;expires=120;q=0.5"], cseq=2),
-                          FLOW, 200.0)
-    assert second.headers == (("Contact", "<sip:alice@192.0.2.10:5062>;expires=500"),
-                              ("Contact", "<sip:alice@198.51.100.7>;expires=120"))
+    second = reg.register(
+        register(["<sip:alice@198.51.100.7>;expires=120;q=0.5"], cseq=2), FLOW, 200.0
+    )
+    assert second.headers == (
+        ("Contact", "<sip:alice@192.0.2.10:5062>;expires=500"),
+        ("Contact", "<sip:alice@198.51.100.7>;expires=120"),
+    )
     assert [b.contact for b in reg.bindings("sip:alice@example.com", 200.0)] == [
-        "sip:alice@192.0.2.10:5062", "sip:alice@198.51.100.7"]
+        "sip:alice@192.0.2.10:5062",
+        "sip:alice@198.51.100.7",
+    ]
     assert reg.bindings("sip:alice@example.com", 200.0)[0].flow == FLOW
 
 
@@ -82,13 +91,16 @@ def test_contact_limit_evicts_the_oldest() -> None:
     for i, now in enumerate((0.0, 1.0, 2.0)):
         reg.register(register([f"<sip:a@192.0.2.{10 + i}>"], call_id=f"c{i}"), FLOW, now)
     assert [b.contact for b in reg.bindings("sip:alice@example.com", 3.0)] == [
-        "sip:a@192.0.2.11", "sip:a@192.0.2.12"]
+        "sip:a@192.0.2.11",
+        "sip:a@192.0.2.12",
+    ]
 
 
 def test_malformed_values_are_400_and_change_nothing() -> None:
     reg = Registrar()
-    assert reg.register(register(["<sip:a@192.0.2.10>"], expires="soon"), FLOW, 0).status_code \
-        == 400
+    assert (
+        reg.register(register(["<sip:a@192.0.2.10>"], expires="soon"), FLOW, 0).status_code == 400
+    )
     assert reg.register(register(["<sip:a@192.0.2.10>;expires=x"]), FLOW, 0).status_code == 400
     assert reg.register(register(["<sip:a@192.0.2.10>;q=high"]), FLOW, 0).status_code == 400
     assert reg.register(register(["<garbage"]), FLOW, 0).status_code == 400
@@ -102,4 +114,5 @@ def test_snapshot_restore_keeps_only_live_bindings() -> None:
     fresh = Registrar()
     fresh.restore(reg.snapshot(), 500.0)
     assert [b.contact for b in fresh.bindings("sip:alice@example.com", 500.0)] == [
-        "sip:a@192.0.2.11"]
+        "sip:a@192.0.2.11"
+    ]

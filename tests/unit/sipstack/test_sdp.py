@@ -31,7 +31,9 @@ def golden(name: str) -> bytes:
 
 def answer_to(offer: bytes, **kwargs: object) -> sdp.NegotiationResult:
     params: dict[str, object] = {
-        "local_address": "192.0.2.10", "local_port": 20000, "session_id": 42,
+        "local_address": "192.0.2.10",
+        "local_port": 20000,
+        "session_id": 42,
         "session_version": 1,
     }
     params.update(kwargs)
@@ -54,15 +56,18 @@ def test_golden_fixtures_present() -> None:
 
 def test_parse_model() -> None:
     offer = SessionDescription.parse(golden("audio-video.sdp"))
-    assert offer.origin == sdp.Origin("bob", 3724394400, 3724394405, "IN", "IP4",
-                                      "198.51.100.7")
+    assert offer.origin == sdp.Origin("bob", 3724394400, 3724394405, "IN", "IP4", "198.51.100.7")
     assert offer.connection == sdp.Connection("IN", "IP4", "198.51.100.7")
     assert offer.bandwidths == ("AS:2048",)
     assert offer.timings == (sdp.Timing(0, 0),)
     assert offer.attributes == (sdp.Attribute("sendrecv"),)
     audio, video = offer.media
     assert (audio.media, audio.port, audio.proto, audio.formats) == (
-        "audio", 49170, "RTP/AVP", ("0", "8", "96"))
+        "audio",
+        49170,
+        "RTP/AVP",
+        ("0", "8", "96"),
+    )
     assert audio.connections == (sdp.Connection("IN", "IP4", "198.51.100.8"),)
     assert audio.rtpmap(96) == sdp.RtpMap(96, "telephone-event", 8000)
     assert video.rtpmap(99) == sdp.RtpMap(99, "H264", 90000)
@@ -101,9 +106,11 @@ def test_str_input_and_missing_final_line_end() -> None:
 
 
 def test_unknown_lines_and_attributes_round_trip() -> None:
-    data = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
-            b"a=X-custom:hello world\r\ny=unknown session line\r\n"
-            b"m=audio 5000 RTP/AVP 0\r\na=x-flag\r\ny=unknown media line\r\n")
+    data = (
+        b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+        b"a=X-custom:hello world\r\ny=unknown session line\r\n"
+        b"m=audio 5000 RTP/AVP 0\r\na=x-flag\r\ny=unknown media line\r\n"
+    )
     parsed = SessionDescription.parse(data)
     assert parsed.extra_lines == (("y", "unknown session line"),)
     assert parsed.media[0].extra_lines == (("y", "unknown media line"),)
@@ -115,18 +122,21 @@ def test_field_order_is_canonicalised() -> None:
     # c= after t= (seen in the wild) is accepted and written in RFC 8866 §5 order.
     data = b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nt=0 0\r\nc=IN IP4 10.0.0.1\r\n"
     assert bytes(SessionDescription.parse(data)) == (
-        b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n")
+        b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+    )
 
 
 def test_full_session_section_round_trips() -> None:
-    data = (b"v=0\r\no=jdoe 2890844526 2890842807 IN IP4 10.47.16.5\r\ns=SDP Seminar\r\n"
-            b"i=A Seminar on the session description protocol\r\n"
-            b"u=http://www.example.com/seminars/sdp.pdf\r\ne=j.doe@example.com (Jane Doe)\r\n"
-            b"p=+1 617 555-6011\r\nc=IN IP4 224.2.17.12/127\r\nb=CT:128\r\n"
-            b"t=2873397496 2873404696\r\nr=7d 1h 0 25h\r\nz=2882844526 -1h 2898848070 0\r\n"
-            b"k=prompt\r\na=recvonly\r\nm=audio 49170 RTP/AVP 0\r\ni=voice\r\n"
-            b"c=IN IP4 224.2.17.12/127\r\nb=AS:64\r\nk=prompt\r\n"
-            b"m=video 51372/2 RTP/AVP 99\r\na=rtpmap:99 h263-1998/90000\r\n")
+    data = (
+        b"v=0\r\no=jdoe 2890844526 2890842807 IN IP4 10.47.16.5\r\ns=SDP Seminar\r\n"
+        b"i=A Seminar on the session description protocol\r\n"
+        b"u=http://www.example.com/seminars/sdp.pdf\r\ne=j.doe@example.com (Jane Doe)\r\n"
+        b"p=+1 617 555-6011\r\nc=IN IP4 224.2.17.12/127\r\nb=CT:128\r\n"
+        b"t=2873397496 2873404696\r\nr=7d 1h 0 25h\r\nz=2882844526 -1h 2898848070 0\r\n"
+        b"k=prompt\r\na=recvonly\r\nm=audio 49170 RTP/AVP 0\r\ni=voice\r\n"
+        b"c=IN IP4 224.2.17.12/127\r\nb=AS:64\r\nk=prompt\r\n"
+        b"m=video 51372/2 RTP/AVP 99\r\na=rtpmap:99 h263-1998/90000\r\n"
+    )
     parsed = SessionDescription.parse(data)
     assert parsed.timings[0].repeats == ("7d 1h 0 25h",)
     assert parsed.connection is not None and parsed.connection.host == "224.2.17.12"
@@ -148,14 +158,22 @@ def test_full_session_section_round_trips() -> None:
         (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4\r\n", "c= needs 3 fields"),
         (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nt=0\r\n", "t= needs start and stop"),
         (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nr=1d 1h 0\r\n", "r= without t="),
-        (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nm=audio 5000 RTP/AVP\r\n",
-         "at least one format"),
-        (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nm=audio 70000 RTP/AVP 0\r\n",
-         "port out of range"),
-        (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nm=audio x RTP/AVP 0\r\n",
-         "port is not a number"),
-        (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nm=audio 1 RTP/AVP 0\r\ns=late\r\n",
-         "s= is not allowed after m="),
+        (
+            b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nm=audio 5000 RTP/AVP\r\n",
+            "at least one format",
+        ),
+        (
+            b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nm=audio 70000 RTP/AVP 0\r\n",
+            "port out of range",
+        ),
+        (
+            b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nm=audio x RTP/AVP 0\r\n",
+            "port is not a number",
+        ),
+        (
+            b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nm=audio 1 RTP/AVP 0\r\ns=late\r\n",
+            "s= is not allowed after m=",
+        ),
         (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nV=0\r\n", "not <type>=<value>"),
         (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\na =x\r\n", "not <type>=<value>"),
         (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=a\x00b\r\n", "control character"),
@@ -224,8 +242,7 @@ def test_offerer_preference_order_wins() -> None:
 
 
 def test_supported_limits_the_choice() -> None:
-    result = answer_to(golden("baresip.sdp"), local_address="2001:db8::10",
-                       supported=("PCMA",))
+    result = answer_to(golden("baresip.sdp"), local_address="2001:db8::10", supported=("PCMA",))
     assert (result.codec, result.payload_type) == ("PCMA", 8)
     assert result.remote_address == "2001:db8::20"
     assert result.answer.origin.addrtype == "IP6"
@@ -241,23 +258,29 @@ def test_no_common_codec_is_an_sdp_error() -> None:
 
 
 def test_offer_without_audio_is_an_error() -> None:
-    data = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
-            b"m=video 5000 RTP/AVP 99\r\na=rtpmap:99 H264/90000\r\n")
+    data = (
+        b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+        b"m=video 5000 RTP/AVP 99\r\na=rtpmap:99 H264/90000\r\n"
+    )
     with pytest.raises(SdpError, match="no audio stream") as info:
         answer_to(data)
     assert not isinstance(info.value, NoCommonCodec)
 
 
 def test_offer_with_only_rejected_audio_is_an_error() -> None:
-    data = b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n" \
-           b"m=audio 0 RTP/AVP 0\r\n"
+    data = (
+        b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 0 RTP/AVP 0\r\n"
+    )
     with pytest.raises(SdpError, match="no audio stream"):
         answer_to(data)
 
 
 def test_srtp_only_offer_is_not_acceptable() -> None:
-    data = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
-            b"m=audio 5000 RTP/SAVP 0\r\n")
+    data = (
+        b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 5000 RTP/SAVP 0\r\n"
+    )
     with pytest.raises(NoCommonCodec, match="RTP/SAVP not supported"):
         answer_to(data)
 
@@ -274,8 +297,10 @@ def test_media_level_connection_overrides_session_level() -> None:
 
 
 def test_extra_audio_stream_is_rejected_and_keeps_formats() -> None:
-    data = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
-            b"m=audio 0 RTP/AVP 8\r\nm=audio 5000 RTP/AVP 0 8\r\nm=audio 5002 RTP/AVP 8 0\r\n")
+    data = (
+        b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 0 RTP/AVP 8\r\nm=audio 5000 RTP/AVP 0 8\r\nm=audio 5002 RTP/AVP 8 0\r\n"
+    )
     result = answer_to(data)
     ports = [(m.port, m.formats) for m in result.answer.media]
     assert ports == [(0, ("8",)), (20000, ("0",)), (0, ("8", "0"))]
@@ -296,10 +321,13 @@ def test_extra_audio_stream_is_rejected_and_keeps_formats() -> None:
         ("recvonly", Direction.RECVONLY, Direction.INACTIVE, False),
     ],
 )
-def test_direction_rules(offered: str, local: Direction, answered: Direction,
-                         on_hold: bool) -> None:
-    data = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
-            b"m=audio 5000 RTP/AVP 0\r\na=" + offered.encode() + b"\r\n")
+def test_direction_rules(
+    offered: str, local: Direction, answered: Direction, on_hold: bool
+) -> None:
+    data = (
+        b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 5000 RTP/AVP 0\r\na=" + offered.encode() + b"\r\n"
+    )
     result = answer_to(data, local_direction=local)
     assert result.remote_direction is Direction(offered)
     assert result.local_direction is answered
@@ -308,8 +336,10 @@ def test_direction_rules(offered: str, local: Direction, answered: Direction,
 
 
 def test_session_level_direction_applies_to_media() -> None:
-    data = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
-            b"a=sendonly\r\nm=audio 5000 RTP/AVP 0\r\n")
+    data = (
+        b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+        b"a=sendonly\r\nm=audio 5000 RTP/AVP 0\r\n"
+    )
     result = answer_to(data)
     assert result.remote_direction is Direction.SENDONLY
     assert result.local_direction is Direction.RECVONLY
@@ -343,8 +373,10 @@ def test_ptime_echoed() -> None:
 )
 def test_dtmf_events(fmtp: str | None, expected: str | None) -> None:
     lines = b"a=fmtp:101 " + fmtp.encode() + b"\r\n" if fmtp else b""
-    data = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
-            b"m=audio 5000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n" + lines)
+    data = (
+        b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 5000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n" + lines
+    )
     result = answer_to(data)
     assert result.dtmf_events == expected
     assert result.dtmf_payload_type == (101 if expected else None)
@@ -354,16 +386,20 @@ def test_dtmf_events(fmtp: str | None, expected: str | None) -> None:
 
 
 def test_dynamic_payload_type_for_pcmu() -> None:
-    data = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
-            b"m=audio 5000 RTP/AVP 98\r\na=rtpmap:98 pcmu/8000\r\n")
+    data = (
+        b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 5000 RTP/AVP 98\r\na=rtpmap:98 pcmu/8000\r\n"
+    )
     result = answer_to(data)
     assert (result.codec, result.payload_type) == ("PCMU", 98)
     assert result.answer.media[0].attribute_values("rtpmap") == ["98 pcmu/8000"]
 
 
 def test_answer_copies_offer_timing() -> None:
-    data = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\n"
-            b"t=3034423619 3042462419\r\nm=audio 5000 RTP/AVP 0\r\n")
+    data = (
+        b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\n"
+        b"t=3034423619 3042462419\r\nm=audio 5000 RTP/AVP 0\r\n"
+    )
     assert answer_to(data).answer.timings == (sdp.Timing(3034423619, 3042462419),)
 
 
@@ -407,16 +443,26 @@ def test_build_offer_bytes() -> None:
         b"v=0\r\no=switchhook 7 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\n"
         b"t=0 0\r\nm=audio 20000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n"
         b"a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
-        b"a=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n")
+        b"a=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n"
+    )
     assert SessionDescription.parse(bytes(offer)) == offer
 
 
 def test_build_offer_options() -> None:
-    offer = build_offer("::1", 4000, codecs=("pcma",), dtmf_payload_type=None, session_id=1,
-                        session_version=5, direction=Direction.SENDONLY, ptime_ms=40)
+    offer = build_offer(
+        "::1",
+        4000,
+        codecs=("pcma",),
+        dtmf_payload_type=None,
+        session_id=1,
+        session_version=5,
+        direction=Direction.SENDONLY,
+        ptime_ms=40,
+    )
     assert bytes(offer) == (
         b"v=0\r\no=switchhook 1 5 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\n"
-        b"m=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=ptime:40\r\na=sendonly\r\n")
+        b"m=audio 4000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=ptime:40\r\na=sendonly\r\n"
+    )
     with pytest.raises(SdpError, match="unknown codec"):
         build_offer("::1", 4000, codecs=("G729",), session_id=1, session_version=1)
     with pytest.raises(SdpError, match="not dynamic"):
@@ -424,12 +470,22 @@ def test_build_offer_options() -> None:
 
 
 def test_offer_answer_between_two_sides() -> None:
-    offer = build_offer("192.0.2.1", 30000, codecs=("PCMA", "PCMU"), dtmf_payload_type=100,
-                        session_id=1, session_version=1)
-    answered = negotiate(offer, local_address="192.0.2.2", local_port=40000, session_id=9,
-                         session_version=1)
+    offer = build_offer(
+        "192.0.2.1",
+        30000,
+        codecs=("PCMA", "PCMU"),
+        dtmf_payload_type=100,
+        session_id=1,
+        session_version=1,
+    )
+    answered = negotiate(
+        offer, local_address="192.0.2.2", local_port=40000, session_id=9, session_version=1
+    )
     assert (answered.codec, answered.remote_port, answered.dtmf_payload_type) == (
-        "PCMA", 30000, 100)
+        "PCMA",
+        30000,
+        100,
+    )
     result = process_answer(offer, answered.answer)
     assert (result.remote_address, result.remote_port) == ("192.0.2.2", 40000)
     assert (result.codec, result.payload_type, result.dtmf_payload_type) == ("PCMA", 8, 100)
@@ -442,17 +498,20 @@ def test_process_answer_rejections() -> None:
     offer = build_offer("192.0.2.1", 30000, session_id=1, session_version=1)
     rejected = SessionDescription.parse(
         b"v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\n"
-        b"m=audio 0 RTP/AVP 0\r\n")
+        b"m=audio 0 RTP/AVP 0\r\n"
+    )
     with pytest.raises(NoCommonCodec, match="rejected"):
         process_answer(offer, rejected)
     foreign = SessionDescription.parse(
         b"v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\n"
-        b"m=audio 5000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n")
+        b"m=audio 5000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n"
+    )
     with pytest.raises(NoCommonCodec, match="none of the codecs"):
         process_answer(offer, foreign)
     two = SessionDescription.parse(
         b"v=0\r\no=- 1 1 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\n"
-        b"m=audio 5000 RTP/AVP 0\r\nm=video 0 RTP/AVP 99\r\n")
+        b"m=audio 5000 RTP/AVP 0\r\nm=video 0 RTP/AVP 99\r\n"
+    )
     with pytest.raises(SdpError, match="2 m-lines"):
         process_answer(offer, two)
 
@@ -460,18 +519,33 @@ def test_process_answer_rejections() -> None:
 def test_hostile_formats_and_attributes_only_raise_sdp_error() -> None:
     rng = random.Random(3)
     pieces = ["0", "8", "101", "\u00b2", "\u0668", "-1", "999", "abc", "+8", "8_0", "", "/", " "]
-    attrs = ["rtpmap:{} PCMU/{}", "rtpmap:{} telephone-event/{}", "fmtp:{} {}-{}", "ptime:{}",
-             "ptime:inf", "ptime:nan", "ptime:1e400", "sendonly", "rtpmap:{}", "fmtp:{}"]
+    attrs = [
+        "rtpmap:{} PCMU/{}",
+        "rtpmap:{} telephone-event/{}",
+        "fmtp:{} {}-{}",
+        "ptime:{}",
+        "ptime:inf",
+        "ptime:nan",
+        "ptime:1e400",
+        "sendonly",
+        "rtpmap:{}",
+        "fmtp:{}",
+    ]
     for _ in range(3000):
         fmts = " ".join(rng.choice(pieces[:10]) or "0" for _ in range(rng.randrange(1, 4)))
-        lines = [f"a={rng.choice(attrs).format(*(rng.choice(pieces) for _ in range(3)))}"
-                 for _ in range(rng.randrange(0, 5))]
-        text = ("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
-                f"m=audio 5000 RTP/AVP {fmts}\r\n" + "".join(f"{line}\r\n" for line in lines))
+        lines = [
+            f"a={rng.choice(attrs).format(*(rng.choice(pieces) for _ in range(3)))}"
+            for _ in range(rng.randrange(0, 5))
+        ]
+        text = (
+            "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+            f"m=audio 5000 RTP/AVP {fmts}\r\n" + "".join(f"{line}\r\n" for line in lines)
+        )
         try:
             offer = SessionDescription.parse(text)
-            result = negotiate(offer, local_address="10.0.0.2", local_port=4000, session_id=1,
-                               session_version=1)
+            result = negotiate(
+                offer, local_address="10.0.0.2", local_port=4000, session_id=1, session_version=1
+            )
         except SdpError:
             continue
         assert SessionDescription.parse(bytes(result.answer)) == result.answer

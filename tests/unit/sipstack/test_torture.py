@@ -116,7 +116,10 @@ def test_longreq() -> None:
     assert isinstance(msg, Request)
     assert len(msg.vias) == 34
     assert [v.host for v in msg.vias[:3]] == [
-        "sip33.example.com", "sip32.example.com", "sip31.example.com"]
+        "sip33.example.com",
+        "sip32.example.com",
+        "sip31.example.com",
+    ]
     assert msg.vias[-1].param("received") == "192.0.2.5"
     assert msg.to.uri.port == 6000
     assert msg.from_.tag is not None and msg.from_.tag.startswith("12982")
@@ -137,8 +140,13 @@ def test_semiuri() -> None:
     assert uri.user == "user;par=u%40example.net" and uri.host == "example.com"
     assert uri.params == ()
     assert msg.headers.get_all("Accept") == [
-        "application/sdp", "application/pkcs7-mime", "multipart/mixed", "multipart/signed",
-        "message/sip", "message/sipfrag"]
+        "application/sdp",
+        "application/pkcs7-mime",
+        "multipart/mixed",
+        "multipart/signed",
+        "message/sip",
+        "message/sipfrag",
+    ]
 
 
 def test_transports() -> None:
@@ -159,9 +167,29 @@ def test_noreason() -> None:
     assert isinstance(msg, Response) and msg.status_code == 100 and msg.reason == ""
 
 
-VALID = ["wsinv", "intmeth", "esc01", "escnull", "esc02", "lwsdisp", "longreq", "dblreq",
-         "semiuri", "transports", "unreason", "noreason", "zeromf", "bext01", "badbranch",
-         "baddate", "novelsc", "unkscm", "unksm2", "regbadct", "escruri"]
+VALID = [
+    "wsinv",
+    "intmeth",
+    "esc01",
+    "escnull",
+    "esc02",
+    "lwsdisp",
+    "longreq",
+    "dblreq",
+    "semiuri",
+    "transports",
+    "unreason",
+    "noreason",
+    "zeromf",
+    "bext01",
+    "badbranch",
+    "baddate",
+    "novelsc",
+    "unkscm",
+    "unksm2",
+    "regbadct",
+    "escruri",
+]
 
 
 @pytest.mark.parametrize("name", VALID)
@@ -302,8 +330,9 @@ def test_user_agent_never_raises_on_torture_corpus(name: str) -> None:
     feed(name)
 
 
-@pytest.mark.parametrize(("name", "status"), sorted(
-    (n, s) for n, s in INVALID.items() if n not in ("bigcode",)))
+@pytest.mark.parametrize(
+    ("name", "status"), sorted((n, s) for n, s in INVALID.items() if n not in ("bigcode",))
+)
 def test_malformed_requests_are_answered(name: str, status: int) -> None:
     """§21.4.1 / RFC 4475: a malformed request gets a 4xx/5xx (not silence) when it can be
     answered at all."""

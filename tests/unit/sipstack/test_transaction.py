@@ -25,8 +25,14 @@ UDP = Flow("UDP", PEER, None, ("192.0.2.2", 5060))
 TCP = Flow("TCP", PEER, 7, ("192.0.2.2", 5060))
 
 
-def request(method: str = "OPTIONS", *, branch: str = "z9hG4bKtx1", to_tag: str = "",
-            cseq: int = 1, cseq_method: str | None = None) -> Request:
+def request(
+    method: str = "OPTIONS",
+    *,
+    branch: str = "z9hG4bKtx1",
+    to_tag: str = "",
+    cseq: int = 1,
+    cseq_method: str | None = None,
+) -> Request:
     to = "<sip:b@192.0.2.2>" + (f";tag={to_tag}" if to_tag else "")
     data = (
         f"{method} sip:b@192.0.2.2 SIP/2.0\r\n"
@@ -34,7 +40,8 @@ def request(method: str = "OPTIONS", *, branch: str = "z9hG4bKtx1", to_tag: str 
         "Max-Forwards: 70\r\nFrom: <sip:a@192.0.2.9>;tag=ft\r\n"
         f"To: {to}\r\nCall-ID: txn-call\r\n"
         f"CSeq: {cseq} {cseq_method or method}\r\nContact: <sip:a@192.0.2.9>\r\n"
-        "Content-Length: 0\r\n\r\n").encode()
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
     msg = parse_message(data)
     assert isinstance(msg, Request)
     return msg
@@ -209,8 +216,9 @@ def test_ist_accepted_timer_l() -> None:
     layer.receive_request(request("INVITE"), UDP, 2.0)
     assert layer.datagrams_to_send() == [] and drain(layer) == []  # absorbed (RFC 6026)
     # A 2xx ACK has its own branch: passed up as AckReceived.
-    layer.receive_request(request("ACK", branch="z9hG4bKack", to_tag="x", cseq_method="ACK"),
-                          UDP, 2.5)
+    layer.receive_request(
+        request("ACK", branch="z9hG4bKack", to_tag="x", cseq_method="ACK"), UDP, 2.5
+    )
     [ack] = drain(layer)
     assert isinstance(ack, AckReceived) and ack.request.method == "ACK"
     assert layer.get_timer() == 33.0  # Timer L = 64*T1 from the 2xx
@@ -303,11 +311,12 @@ def test_server_key_rfc3261_and_2543() -> None:
 
 def test_stamp_via_keeps_via_first_and_order() -> None:
     data = (
-        "INVITE sip:b@192.0.2.2 SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport\r\n"
-        "Via: SIP/2.0/UDP proxy.example.com;branch=z9hG4bKb\r\n"
-        "Max-Forwards: 70\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: c\r\n"
-        "CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
+        b"INVITE sip:b@192.0.2.2 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport\r\n"
+        b"Via: SIP/2.0/UDP proxy.example.com;branch=z9hG4bKb\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: c\r\n"
+        b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
     req = parse_message(data)
     assert isinstance(req, Request)
     stamp_via(req, Flow("UDP", ("203.0.113.7", 40000)))
@@ -328,9 +337,11 @@ def test_completed_server_transaction_keeps_only_bytes_and_destination() -> None
     from sipstack.transaction import Flow, TransactionLayer, stamp_via
 
     layer = TransactionLayer()
-    data = (b"BYE sip:x@192.0.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bKrel;"
-            b"rport\r\nFrom: <sip:a@192.0.2.1>;tag=a\r\nTo: <sip:x@192.0.2.2>;tag=b\r\n"
-            b"Call-ID: rel\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
+    data = (
+        b"BYE sip:x@192.0.2.2 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5062;branch=z9hG4bKrel;"
+        b"rport\r\nFrom: <sip:a@192.0.2.1>;tag=a\r\nTo: <sip:x@192.0.2.2>;tag=b\r\n"
+        b"Call-ID: rel\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    )
     flow = Flow("UDP", ("192.0.2.1", 40000), None, ("192.0.2.2", 5060))
     request = parse_message(data)
     stamp_via(request, flow)

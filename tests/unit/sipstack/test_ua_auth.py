@@ -19,11 +19,16 @@ def challenge_then_verify(p: Pair, password: str = "pw") -> list[AuthResultKind]
         handled += 1
         credentials = invite.request.headers.get("Authorization")
         if credentials is None:
-            p.b.reject(invite.leg_id, 401, p.now, headers=[
-                ("WWW-Authenticate", v) for v in SERVER.challenge(p.now)])
+            p.b.reject(
+                invite.leg_id,
+                401,
+                p.now,
+                headers=[("WWW-Authenticate", v) for v in SERVER.challenge(p.now)],
+            )
         else:
-            result = SERVER.verify(credentials, method="INVITE", now=p.now,
-                                   lookup_password=lambda user: password)
+            result = SERVER.verify(
+                credentials, method="INVITE", now=p.now, lookup_password=lambda user: password
+            )
             results.append(result.kind)
             if result.kind is AuthResultKind.OK:
                 p.b.answer(invite.leg_id, b"v=0\r\n", p.now)
@@ -46,8 +51,9 @@ def test_challenged_invite_is_resent_with_credentials_and_answered() -> None:
     assert second.cseq.number == first.cseq.number + 1
     assert first.top_via.branch != second.top_via.branch
     # The 401 was ACKed by the client transaction (§17.1.1.3).
-    assert any(d.startswith(b"ACK") and b"CSeq: %d ACK" % first.cseq.number in d
-               for d in p.datagrams["b"])
+    assert any(
+        d.startswith(b"ACK") and b"CSeq: %d ACK" % first.cseq.number in d for d in p.datagrams["b"]
+    )
     assert not p.of("a", CallFailed)
 
 

@@ -34,8 +34,10 @@ from sipstack.ua import (
 
 A_ADDR = ("192.0.2.1", 5060)
 B_ADDR = ("192.0.2.2", 5060)
-SDP = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n" \
-      b"m=audio 4000 RTP/AVP 0\r\n"
+SDP = (
+    b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+    b"m=audio 4000 RTP/AVP 0\r\n"
+)
 HOLD_SDP = SDP + b"a=sendonly\r\n"
 
 Loss = Callable[[str, bytes, float], bool]
@@ -52,8 +54,13 @@ class Sent:
 class Pair:
     """UAC ``a`` at A_ADDR and UAS ``b`` at B_ADDR, wired back to back."""
 
-    def __init__(self, *, transport: str = "UDP", timers: TimerSettings | None = None,
-                 loss: Loss | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        transport: str = "UDP",
+        timers: TimerSettings | None = None,
+        loss: Loss | None = None,
+    ) -> None:
         self.now = 0.0
         self.transport = transport
         self.uas = {
@@ -106,7 +113,8 @@ class Pair:
                     if not lost:
                         self.datagrams[receiver].append(out.data)
                         self.uas[receiver].receive_datagram(
-                            out.data, self.arrival(sender), self.now)
+                            out.data, self.arrival(sender), self.now
+                        )
             self._collect()
             if not moved:
                 return
@@ -141,9 +149,15 @@ class Pair:
     # ---- scenario helpers -------------------------------------------------------------------
 
     def call(self, **invite_kwargs: object) -> int:
-        leg = self.a.invite(request_uri="sip:ivr@192.0.2.2", from_uri="<sip:alice@192.0.2.1>",
-                            to_uri="<sip:ivr@192.0.2.2>", flow=self.flow_to("a", "b"),
-                            now=self.now, body=SDP, **invite_kwargs)  # type: ignore[arg-type]
+        leg = self.a.invite(
+            request_uri="sip:ivr@192.0.2.2",
+            from_uri="<sip:alice@192.0.2.1>",
+            to_uri="<sip:ivr@192.0.2.2>",
+            flow=self.flow_to("a", "b"),
+            now=self.now,
+            body=SDP,
+            **invite_kwargs,
+        )  # type: ignore[arg-type]
         self.pump()
         return leg
 
@@ -192,9 +206,17 @@ def test_basic_call_and_bye_from_caller() -> None:
     p = Pair()
     leg_a, leg_b = p.establish()
     assert [s.first_line.split(" ")[0] for s in p.log] == [
-        "INVITE", "SIP/2.0", "SIP/2.0", "SIP/2.0", "ACK"]
+        "INVITE",
+        "SIP/2.0",
+        "SIP/2.0",
+        "SIP/2.0",
+        "ACK",
+    ]
     assert [s.first_line for s in p.log[1:4]] == [
-        "SIP/2.0 100 Trying", "SIP/2.0 180 Ringing", "SIP/2.0 200 OK"]
+        "SIP/2.0 100 Trying",
+        "SIP/2.0 180 Ringing",
+        "SIP/2.0 200 OK",
+    ]
     p.advance(5.0)
     p.a.hangup(leg_a, p.now)
     p.pump()
@@ -254,8 +276,7 @@ def test_invite_retransmissions_and_timer_b_under_total_loss() -> None:
 
 
 def test_custom_t1_scales_the_schedule() -> None:
-    p = Pair(timers=TimerSettings(t1_seconds=0.1, t2_seconds=4.0),
-             loss=lambda who, data, now: True)
+    p = Pair(timers=TimerSettings(t1_seconds=0.1, t2_seconds=4.0), loss=lambda who, data, now: True)
     p.call()
     p.advance(10.0)
     assert p.sent("a", "INVITE") == pytest.approx([0.0, 0.1, 0.3, 0.7, 1.5, 3.1, 6.3])
@@ -325,7 +346,18 @@ def test_200_retransmission_schedule_capped_at_t2_and_bye_without_ack() -> None:
     p.b.answer(leg_b, SDP, p.now)
     p.advance(100.0)
     assert p.sent("b", "SIP/2.0 200") == [
-        0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+        0.0,
+        0.5,
+        1.5,
+        3.5,
+        7.5,
+        11.5,
+        15.5,
+        19.5,
+        23.5,
+        27.5,
+        31.5,
+    ]
     # §13.3.1.4: no ACK within 64*T1 -> BYE.
     assert p.sent("b", "BYE") == [32.0]
     [ended] = p.of("b", CallTerminated)
@@ -430,10 +462,11 @@ def test_cancel_before_provisional_is_deferred() -> None:
 def test_cancel_for_unknown_transaction_gets_481() -> None:
     p = Pair()
     cancel = (
-        "CANCEL sip:ivr@192.0.2.2 SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKnothere\r\n"
-        "Max-Forwards: 70\r\nFrom: <sip:a@192.0.2.1>;tag=1\r\nTo: <sip:ivr@192.0.2.2>\r\n"
-        "Call-ID: nope\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n").encode()
+        b"CANCEL sip:ivr@192.0.2.2 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKnothere\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:a@192.0.2.1>;tag=1\r\nTo: <sip:ivr@192.0.2.2>\r\n"
+        b"Call-ID: nope\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    )
     p.b.receive_datagram(cancel, p.arrival("a"), 0.0)
     [out] = p.b.datagrams_to_send()
     assert out.data.startswith(b"SIP/2.0 481 ")
@@ -451,8 +484,9 @@ def test_bye_timer_e_capped_at_t2_and_timer_f() -> None:
     p.loss = lambda who, data, now: who == "a"
     p.a.hangup(leg_a, p.now)
     p.advance(100.0)
-    assert p.sent("a", "BYE") == [10.0 + t for t in (
-        0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5)]
+    assert p.sent("a", "BYE") == [
+        10.0 + t for t in (0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5)
+    ]
     [ended] = p.of("a", CallTerminated)
     assert ended.ended_by is EndedBy.LOCAL
     assert p.at("a", CallTerminated) == [42.0]  # Timer F = 64*T1
@@ -516,10 +550,16 @@ def test_reinvite_2xx_retransmission_reported_once() -> None:
 def test_info_in_dialog() -> None:
     p = Pair()
     leg_a, leg_b = p.establish()
-    p.a.send_in_dialog(leg_a, "INFO", p.now, body=b"Signal=5\r\nDuration=160\r\n",
-                       content_type="application/dtmf-relay")
+    p.a.send_in_dialog(
+        leg_a,
+        "INFO",
+        p.now,
+        body=b"Signal=5\r\nDuration=160\r\n",
+        content_type="application/dtmf-relay",
+    )
     p.pump()
     from sipstack.ua import InDialogRequestReceived
+
     [info] = p.of("b", InDialogRequestReceived)
     p.b.respond(info.transaction_id, 200, p.now)
     p.pump()
@@ -528,8 +568,15 @@ def test_info_in_dialog() -> None:
     assert resp.response.status_code == 200
 
 
-def raw_request(method: str, *, call_id: str = "raw-1", to_tag: str | None = None,
-                extra: str = "", branch: str = "z9hG4bKraw1", cseq: int = 1) -> bytes:
+def raw_request(
+    method: str,
+    *,
+    call_id: str = "raw-1",
+    to_tag: str | None = None,
+    extra: str = "",
+    branch: str = "z9hG4bKraw1",
+    cseq: int = 1,
+) -> bytes:
     to = "<sip:ivr@192.0.2.2>" + (f";tag={to_tag}" if to_tag else "")
     return (
         f"{method} sip:ivr@192.0.2.2 SIP/2.0\r\n"
@@ -541,7 +588,8 @@ def raw_request(method: str, *, call_id: str = "raw-1", to_tag: str | None = Non
         f"CSeq: {cseq} {method}\r\n"
         "Contact: <sip:alice@192.0.2.1:5060>\r\n"
         f"{extra}"
-        "Content-Length: 0\r\n\r\n").encode()
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
 
 
 def answers(p: Pair, data: bytes) -> list[Response]:
@@ -658,5 +706,6 @@ def test_cancel_without_final_response_gives_up_after_64_t1() -> None:
     p.a.cancel(leg_a, p.now)
     p.advance(100.0)
     assert [(t, e.status_code) for t, e in p.events["a"] if isinstance(e, CallFailed)] == [
-        (42.0, 408)]
+        (42.0, 408)
+    ]
     assert len(p.a.transactions) == 0

@@ -81,10 +81,13 @@ def test_sip_credentials_are_ha1_per_algorithm() -> None:
 
 
 def test_cross_checks_report_every_problem() -> None:
-    users = (UserConfig(name="a", role="nope"), UserConfig(name="a", role="admin"),
-             UserConfig(name="b", role="admin", extension="100"),
-             UserConfig(name="c", role="admin", tokens=(hash_token("x"),)),
-             UserConfig(name="d", role="admin", tokens=(hash_token("x"),)))
+    users = (
+        UserConfig(name="a", role="nope"),
+        UserConfig(name="a", role="admin"),
+        UserConfig(name="b", role="admin", extension="100"),
+        UserConfig(name="c", role="admin", tokens=(hash_token("x"),)),
+        UserConfig(name="d", role="admin", tokens=(hash_token("x"),)),
+    )
     found = dict(check_access(users, {"admin": RoleConfig()}))
     assert "built in" in found[("roles", "admin")]
     assert "unknown role 'nope'" in found[("users", 0, "role")]
@@ -94,24 +97,32 @@ def test_cross_checks_report_every_problem() -> None:
 
 
 def test_settings_accept_users_roles_and_monitoring() -> None:
-    settings = Settings.model_validate({
-        "users": [{"name": "m", "role": "lead", "teams": ["sales"],
-                   "tokens": [hash_token("t")]}],
-        "roles": {"lead": {"permissions": ["monitor.listen", "calls.end"]}},
-        "monitoring": {"feature_code": "*77", "stuck_calls": {"enabled": True,
-                                                              "connected_seconds": 18000}}})
+    settings = Settings.model_validate(
+        {
+            "users": [
+                {"name": "m", "role": "lead", "teams": ["sales"], "tokens": [hash_token("t")]}
+            ],
+            "roles": {"lead": {"permissions": ["monitor.listen", "calls.end"]}},
+            "monitoring": {
+                "feature_code": "*77",
+                "stuck_calls": {"enabled": True, "connected_seconds": 18000},
+            },
+        }
+    )
     assert settings.monitoring.feature_code == "*77"
     assert settings.roles["lead"].scope == "teams"
     with pytest.raises(Exception, match="monitor.everything"):
         Settings.model_validate({"roles": {"x": {"permissions": ["monitor.everything"]}}})
     with pytest.raises(Exception, match="tokens"):
-        Settings.model_validate({"users": [{"name": "m", "role": "admin",
-                                            "tokens": ["plain-text-token"]}]})
+        Settings.model_validate(
+            {"users": [{"name": "m", "role": "admin", "tokens": ["plain-text-token"]}]}
+        )
 
 
 def test_openapi_documents_every_route_and_nothing_else() -> None:
-    documented = {(method.upper(), path) for path, item in OPENAPI["paths"].items()
-                  for method in item}
+    documented = {
+        (method.upper(), path) for path, item in OPENAPI["paths"].items() for method in item
+    }
     routed = {(r.method, r.template) for r in ROUTES} | {("GET", "/openapi.json")}
     assert documented == routed
     for path, item in OPENAPI["paths"].items():
@@ -119,7 +130,8 @@ def test_openapi_documents_every_route_and_nothing_else() -> None:
             assert operation.get("summary"), (method, path)
             assert operation["responses"], (method, path)
             if "{id}" in path:
-                assert any(p["name"] == "id" and p["in"] == "path"
-                           for p in operation.get("parameters", ())), (method, path)
+                assert any(
+                    p["name"] == "id" and p["in"] == "path" for p in operation.get("parameters", ())
+                ), (method, path)
     refs = re.findall(r"#/components/schemas/(\w+)", repr(OPENAPI))
     assert set(refs) <= set(OPENAPI["components"]["schemas"])

@@ -25,8 +25,9 @@ def _scope(**variables: Any) -> dict[str, Any]:
         "trunk": "carrier",
         "language": "fr",
         "headers": HeaderView({"X-Account": ["123456"], "x-tier": ["gold", "silver"]}),
-        "profile": types.SimpleNamespace(verified_customer=True, bad_actor=False,
-                                         repeat_customer=False, tier="gold"),
+        "profile": types.SimpleNamespace(
+            verified_customer=True, bad_actor=False, repeat_customer=False, tier="gold"
+        ),
         **variables,
     }
 

@@ -25,9 +25,7 @@ def test_every_bad_case_has_an_expected_output() -> None:
 
 
 @pytest.mark.parametrize("bad", BAD_FILES, ids=lambda p: p.stem)
-def test_bad_flow_gives_exact_located_messages(
-    bad: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_bad_flow_gives_exact_located_messages(bad: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(BAD_DIR)
     with pytest.raises(ConfigError) as exc:
         load_flow_files([bad.name], prompts_dir="../prompts")
@@ -57,14 +55,23 @@ def test_good_flows_load() -> None:
     assert flow.entry == "screen"
     assert dict(flow.variables) == {"attempts": 0, "vip": False, "code": ""}
     assert {node.NODE_TYPE for node in flow.nodes.values()} == {
-        "answer", "branch", "collect", "goto", "hangup", "language", "menu", "play", "set",
+        "answer",
+        "branch",
+        "collect",
+        "goto",
+        "hangup",
+        "language",
+        "menu",
+        "play",
+        "set",
         "subflow",
     }
 
 
 def test_shipped_flows_pass_the_checks() -> None:
-    flow_set = load_flow_set(ROOT / "flows", prompts_dir=ROOT / "flows" / "prompts",
-                             routes=RoutesConfig())
+    flow_set = load_flow_set(
+        ROOT / "flows", prompts_dir=ROOT / "flows" / "prompts", routes=RoutesConfig()
+    )
     assert {"default", "support", "common"} <= set(flow_set.flows)
 
 
@@ -84,17 +91,20 @@ def test_unknown_profile_field_needs_configuration(tmp_path: Path) -> None:
 
 
 def test_problems_of_several_files_come_in_file_order(tmp_path: Path) -> None:
-    (tmp_path / "a.yaml").write_text("flow: a\nentry: x\nnodes:\n  y: {type: hangup}\n",
-                                     encoding="utf-8")
-    (tmp_path / "b.yaml").write_text("flow: b\nentry: h\nnodes:\n  h: {type: hangpu}\n",
-                                     encoding="utf-8")
+    (tmp_path / "a.yaml").write_text(
+        "flow: a\nentry: x\nnodes:\n  y: {type: hangup}\n", encoding="utf-8"
+    )
+    (tmp_path / "b.yaml").write_text(
+        "flow: b\nentry: h\nnodes:\n  h: {type: hangpu}\n", encoding="utf-8"
+    )
     with pytest.raises(ConfigError) as exc:
         load_flow_set(tmp_path, prompts_dir=tmp_path)
     lines = str(exc.value).splitlines()
     assert len(lines) == 2
     assert lines[0].endswith("a.yaml:2:8: entry: entry node 'x' does not exist")
-    assert lines[1].endswith("b.yaml:4:13: nodes.h.type: unknown node type 'hangpu'; "
-                             "did you mean 'hangup'?")
+    assert lines[1].endswith(
+        "b.yaml:4:13: nodes.h.type: unknown node type 'hangpu'; did you mean 'hangup'?"
+    )
 
 
 def test_missing_or_empty_flows_directory(tmp_path: Path) -> None:

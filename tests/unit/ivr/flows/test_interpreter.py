@@ -56,10 +56,12 @@ def _tts(text: str, language: str = "en") -> TtsPrompt:
     return TtsPrompt(text=text, language=language)
 
 
-def _play(play_id: str, *texts: str, interruptible: bool = True,
-          language: str = "en") -> PlayPrompt:
-    return PlayPrompt(play_id=play_id, items=tuple(_tts(t, language) for t in texts),
-                      interruptible=interruptible)
+def _play(
+    play_id: str, *texts: str, interruptible: bool = True, language: str = "en"
+) -> PlayPrompt:
+    return PlayPrompt(
+        play_id=play_id, items=tuple(_tts(t, language) for t in texts), interruptible=interruptible
+    )
 
 
 def _digits(session: FlowSession, keys: str) -> list[object]:
@@ -88,21 +90,28 @@ def test_play_answers_first_then_hangs_up_with_bye(tmp_path: Path) -> None:
     assert session.start() == [_enter("hello", "play"), Answer()]
     assert session.handle(CallAnswered()) == [_play("p1", "Hello.", interruptible=False)]
     assert session.handle(PromptFinished(play_id="p1")) == [
-        _enter("bye", "hangup"), Hangup(status=None, reason="said hello"),
+        _enter("bye", "hangup"),
+        Hangup(status=None, reason="said hello"),
     ]
     assert session.outcome is not None
     assert (session.outcome.kind, session.outcome.status, session.outcome.reason) == (
-        "hangup", None, "said hello")
+        "hangup",
+        None,
+        "said hello",
+    )
     assert session.handle(DigitReceived(digit="1")) == []
 
 
 def test_hangup_before_answer_uses_the_status(tmp_path: Path) -> None:
-    flows = _flows(tmp_path, main="""
+    flows = _flows(
+        tmp_path,
+        main="""
         flow: main
         entry: busy
         nodes:
           busy: {type: hangup, status: 486, reason: busy}
-    """)
+    """,
+    )
     session = _session(flows)
     assert session.start() == [_enter("busy", "hangup"), Hangup(status=486, reason="busy")]
     assert session.outcome is not None and session.outcome.status == 486
@@ -110,15 +119,19 @@ def test_hangup_before_answer_uses_the_status(tmp_path: Path) -> None:
 
 
 def test_end_of_flow_before_answer_declines(tmp_path: Path) -> None:
-    flows = _flows(tmp_path, main="""
+    flows = _flows(
+        tmp_path,
+        main="""
         flow: main
         entry: mark
         nodes:
           mark: {type: set, variables: {x: 1}}
-    """)
+    """,
+    )
     session = _session(flows)
     assert session.start() == [
-        _enter("mark", "set"), VariableSet(name="x", value=1),
+        _enter("mark", "set"),
+        VariableSet(name="x", value=1),
         Hangup(status=603, reason="end of flow"),
     ]
 
@@ -162,10 +175,10 @@ def test_menu_invalid_then_valid_records_the_menu_path(tmp_path: Path) -> None:
     session = _session(_flows(tmp_path, main=MENU))
     session.start()
     assert session.handle(CallAnswered()) == [_play("p1", "Press 1 for support.")]
-    assert session.handle(PromptFinished(play_id="p1")) == [StartTimer(timer_id="t2",
-                                                                       seconds=4.0)]
+    assert session.handle(PromptFinished(play_id="p1")) == [StartTimer(timer_id="t2", seconds=4.0)]
     assert _digits(session, "9") == [
-        CancelTimer(timer_id="t2"), _play("p3", "Wrong key.", "Press 1 for support."),
+        CancelTimer(timer_id="t2"),
+        _play("p3", "Wrong key.", "Press 1 for support."),
     ]
     # An interruptible prompt stops on the key, and the key is the choice.
     assert _digits(session, "1") == [
@@ -200,13 +213,13 @@ def test_menu_no_input_retries_then_plays_the_message_and_falls_back(tmp_path: P
     assert session.handle(TimerExpired(timer_id="t2")) == [
         _play("p3", "Nothing heard.", "Press 1 for support."),
     ]
-    assert session.handle(PromptFinished(play_id="p3")) == [StartTimer(timer_id="t4",
-                                                                       seconds=4.0)]
+    assert session.handle(PromptFinished(play_id="p3")) == [StartTimer(timer_id="t4", seconds=4.0)]
     assert session.handle(TimerExpired(timer_id="t4")) == [
         _play("p5", "Nothing heard.", interruptible=False),
     ]
     assert session.handle(PromptFinished(play_id="p5")) == [
-        _enter("bye", "hangup"), Hangup(status=None, reason="fallback"),
+        _enter("bye", "hangup"),
+        Hangup(status=None, reason="fallback"),
     ]
     assert session.menu_path == ""
 
@@ -222,7 +235,9 @@ def test_stale_events_are_ignored(tmp_path: Path) -> None:
 
 
 def test_type_ahead_during_a_non_interruptible_prompt(tmp_path: Path) -> None:
-    flows = _flows(tmp_path, main="""
+    flows = _flows(
+        tmp_path,
+        main="""
         flow: main
         entry: notice
         nodes:
@@ -236,11 +251,13 @@ def test_type_ahead_during_a_non_interruptible_prompt(tmp_path: Path) -> None:
             options: {"1": done}
             fallback: done
           done: {type: hangup}
-    """)
+    """,
+    )
     session = _session(flows)
     session.start()
-    assert session.handle(CallAnswered()) == [_play("p1", "Calls are recorded.",
-                                                    interruptible=False)]
+    assert session.handle(CallAnswered()) == [
+        _play("p1", "Calls are recorded.", interruptible=False)
+    ]
     assert _digits(session, "1") == []  # kept, the prompt plays on
     # The menu takes the buffered key at once, without playing its prompt.
     assert session.handle(PromptFinished(play_id="p1")) == [
@@ -252,7 +269,9 @@ def test_type_ahead_during_a_non_interruptible_prompt(tmp_path: Path) -> None:
 
 
 def test_interruptible_play_stops_and_passes_the_key_on(tmp_path: Path) -> None:
-    flows = _flows(tmp_path, main="""
+    flows = _flows(
+        tmp_path,
+        main="""
         flow: main
         entry: notice
         nodes:
@@ -269,17 +288,21 @@ def test_interruptible_play_stops_and_passes_the_key_on(tmp_path: Path) -> None:
             next: done
             fallback: done
           done: {type: hangup}
-    """)
+    """,
+    )
     session = _session(flows)
     session.start()
     session.handle(CallAnswered())
     assert _digits(session, "4") == [
-        StopPrompt(play_id="p1"), _enter("pin", "collect"),
+        StopPrompt(play_id="p1"),
+        _enter("pin", "collect"),
         StartTimer(timer_id="t2", seconds=3.0),
     ]
     assert _digits(session, "2") == [
-        CancelTimer(timer_id="t2"), VariableSet(name="pin", value="42"),
-        _enter("done", "hangup"), Hangup(status=None, reason="normal clearing"),
+        CancelTimer(timer_id="t2"),
+        VariableSet(name="pin", value="42"),
+        _enter("done", "hangup"),
+        Hangup(status=None, reason="normal clearing"),
     ]
 
 
@@ -309,19 +332,22 @@ def _collecting(tmp_path: Path) -> FlowSession:
     session = _session(_flows(tmp_path, main=COLLECT))
     session.start()
     assert session.handle(CallAnswered()) == [_play("p1", "Enter your PIN.")]
-    assert session.handle(PromptFinished(play_id="p1")) == [StartTimer(timer_id="t2",
-                                                                       seconds=5.0)]
+    assert session.handle(PromptFinished(play_id="p1")) == [StartTimer(timer_id="t2", seconds=5.0)]
     return session
 
 
 def test_collect_until_terminator(tmp_path: Path) -> None:
     session = _collecting(tmp_path)
-    assert _digits(session, "1") == [CancelTimer(timer_id="t2"),
-                                     StartTimer(timer_id="t3", seconds=2.0)]
+    assert _digits(session, "1") == [
+        CancelTimer(timer_id="t2"),
+        StartTimer(timer_id="t3", seconds=2.0),
+    ]
     _digits(session, "234")
     assert _digits(session, "#") == [
-        CancelTimer(timer_id="t6"), VariableSet(name="pin", value="1234"),
-        _enter("ok", "hangup"), Hangup(status=None, reason="ok"),
+        CancelTimer(timer_id="t6"),
+        VariableSet(name="pin", value="1234"),
+        _enter("ok", "hangup"),
+        Hangup(status=None, reason="ok"),
     ]
     assert session.variables["pin"] == "1234"
 
@@ -329,15 +355,19 @@ def test_collect_until_terminator(tmp_path: Path) -> None:
 def test_collect_stops_at_max_length(tmp_path: Path) -> None:
     session = _collecting(tmp_path)
     actions = _digits(session, "123456")
-    assert actions[-3:] == [VariableSet(name="pin", value="123456"), _enter("ok", "hangup"),
-                            Hangup(status=None, reason="ok")]
+    assert actions[-3:] == [
+        VariableSet(name="pin", value="123456"),
+        _enter("ok", "hangup"),
+        Hangup(status=None, reason="ok"),
+    ]
 
 
 def test_collect_inter_digit_timeout_completes(tmp_path: Path) -> None:
     session = _collecting(tmp_path)
     _digits(session, "98765")
     assert session.handle(TimerExpired(timer_id="t7")) == [
-        VariableSet(name="pin", value="98765"), _enter("ok", "hangup"),
+        VariableSet(name="pin", value="98765"),
+        _enter("ok", "hangup"),
         Hangup(status=None, reason="ok"),
     ]
 
@@ -345,16 +375,20 @@ def test_collect_inter_digit_timeout_completes(tmp_path: Path) -> None:
 def test_collect_too_short_or_pattern_mismatch_retries_then_falls_back(tmp_path: Path) -> None:
     session = _collecting(tmp_path)
     assert _digits(session, "12#") == [
-        CancelTimer(timer_id="t2"), StartTimer(timer_id="t3", seconds=2.0),
-        CancelTimer(timer_id="t3"), StartTimer(timer_id="t4", seconds=2.0),
-        CancelTimer(timer_id="t4"), _play("p5", "Invalid PIN.", "Enter your PIN."),
+        CancelTimer(timer_id="t2"),
+        StartTimer(timer_id="t3", seconds=2.0),
+        CancelTimer(timer_id="t3"),
+        StartTimer(timer_id="t4", seconds=2.0),
+        CancelTimer(timer_id="t4"),
+        _play("p5", "Invalid PIN.", "Enter your PIN."),
     ]
     # '*' is collected but fails the pattern; the last failure plays 'invalid' then falls back.
     actions = _digits(session, "12*4#")
     assert actions[0] == StopPrompt(play_id="p5")
     assert actions[-1] == _play("p10", "Invalid PIN.", interruptible=False)
     assert session.handle(PromptFinished(play_id="p10")) == [
-        _enter("failed", "hangup"), Hangup(status=None, reason="failed"),
+        _enter("failed", "hangup"),
+        Hangup(status=None, reason="failed"),
     ]
     assert "pin" in session.variables and session.variables["pin"] == ""
 
@@ -365,7 +399,8 @@ def test_collect_first_digit_timeout_is_no_input(tmp_path: Path) -> None:
     assert session.handle(TimerExpired(timer_id="t2")) == [_play("p3", "Enter your PIN.")]
     session.handle(PromptFinished(play_id="p3"))
     assert session.handle(TimerExpired(timer_id="t4")) == [
-        _enter("failed", "hangup"), Hangup(status=None, reason="failed"),
+        _enter("failed", "hangup"),
+        Hangup(status=None, reason="failed"),
     ]
 
 
@@ -390,12 +425,16 @@ def test_subflow_returns_to_next_and_shares_variables(tmp_path: Path) -> None:
     )
     session = _session(flows)
     assert session.start() == [
-        _enter("mark", "set"), VariableSet(name="who", value="Ada"),
-        _enter("greet", "subflow"), _enter("hello", "play", flow="common"), Answer(),
+        _enter("mark", "set"),
+        VariableSet(name="who", value="Ada"),
+        _enter("greet", "subflow"),
+        _enter("hello", "play", flow="common"),
+        Answer(),
     ]
     assert session.handle(CallAnswered()) == [_play("p1", "Hello Ada.", interruptible=False)]
     assert session.handle(PromptFinished(play_id="p1")) == [
-        _enter("bye", "hangup"), Hangup(status=None, reason="back"),
+        _enter("bye", "hangup"),
+        Hangup(status=None, reason="back"),
     ]
     assert session.variables["extra"] == 1
 
@@ -440,7 +479,9 @@ def test_branch_on_profile_and_headers(
 
 
 def test_evaluation_error_takes_the_default_and_is_reported(tmp_path: Path) -> None:
-    flows = _flows(tmp_path, main="""
+    flows = _flows(
+        tmp_path,
+        main="""
         flow: main
         entry: check
         variables: {amount: "12a"}
@@ -453,13 +494,17 @@ def test_evaluation_error_takes_the_default_and_is_reported(tmp_path: Path) -> N
             default: small
           big: {type: hangup, reason: big}
           small: {type: hangup, reason: small}
-    """)
+    """,
+    )
     session = _session(flows)
     assert session.start() == [
         _enter("check", "branch"),
-        FlowWarning(flow_id="main", node_id="check",
-                    message="conditions[0].if: expression 'int(amount) > 10' failed: int() of "
-                            "'12a': not a whole number of at most 15 digits"),
+        FlowWarning(
+            flow_id="main",
+            node_id="check",
+            message="conditions[0].if: expression 'int(amount) > 10' failed: int() of "
+            "'12a': not a whole number of at most 15 digits",
+        ),
         _enter("small", "hangup"),
         Hangup(status=603, reason="small"),
     ]
@@ -494,8 +539,12 @@ LANGUAGES = """
 
 @pytest.mark.parametrize(
     ("language", "first"),
-    [(None, ("Hello.", "en")), ("fr", ("Bonjour.", "fr")), ("fr-CA", ("Bonjour.", "fr")),
-     ("de", ("Hi.", "de"))],
+    [
+        (None, ("Hello.", "en")),
+        ("fr", ("Bonjour.", "fr")),
+        ("fr-CA", ("Bonjour.", "fr")),
+        ("de", ("Hi.", "de")),
+    ],
 )
 def test_prompts_follow_the_call_language(
     tmp_path: Path, language: str | None, first: tuple[str, str]
@@ -517,7 +566,9 @@ def test_language_node_switches_prompts(tmp_path: Path) -> None:
         PlayPrompt(play_id="p2", items=(_tts("English only.", "en"),), interruptible=False),
     ]
     assert session.handle(PromptFinished(play_id="p2")) == [
-        _enter("switch", "language"), LanguageSet(language="fr"), _enter("again", "play"),
+        _enter("switch", "language"),
+        LanguageSet(language="fr"),
+        _enter("again", "play"),
         _play("p3", "Bonjour.", interruptible=False, language="fr"),
     ]
     assert session.language == "fr"
@@ -559,9 +610,12 @@ def test_step_guard_hangs_up_a_runaway_flow(tmp_path: Path) -> None:
     session = _session(flows)
     actions = session.start()
     assert actions[-2:] == [
-        FlowWarning(flow_id="main", node_id="count",
-                    message=f"more than {MAX_STEPS_PER_EVENT} nodes without waiting for the "
-                            "caller; hanging up"),
+        FlowWarning(
+            flow_id="main",
+            node_id="count",
+            message=f"more than {MAX_STEPS_PER_EVENT} nodes without waiting for the "
+            "caller; hanging up",
+        ),
         Hangup(status=603, reason="flow step limit exceeded"),
     ]
     assert session.outcome is not None and session.outcome.kind == "error"

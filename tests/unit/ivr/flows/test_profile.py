@@ -45,8 +45,9 @@ def test_invalid_value_is_ignored_with_a_warning() -> None:
 def test_repeated_header_uses_the_first_value() -> None:
     profile, warnings = parse_profile({"X-Reserved-Repeat-Customer": ["1", "0"]})
     assert profile.repeat_customer is True
-    assert warnings == ["X-Reserved-Repeat-Customer: repeated with different values; "
-                        "using the first"]
+    assert warnings == [
+        "X-Reserved-Repeat-Customer: repeated with different values; using the first"
+    ]
 
 
 def test_configured_extra_headers() -> None:
@@ -58,8 +59,7 @@ def test_configured_extra_headers() -> None:
     assert profile.verified_customer is True
     assert profile.get("tier") == "gold" and profile.get("unset") == ""
     assert warnings == []
-    assert config.fields == frozenset({"verified_customer", "bad_actor", "repeat_customer",
-                                       "tier"})
+    assert config.fields == frozenset({"verified_customer", "bad_actor", "repeat_customer", "tier"})
 
 
 def test_extra_value_with_control_characters_is_ignored() -> None:
@@ -99,10 +99,12 @@ def test_user_to_user_forms(value: str) -> None:
 
 
 def test_dedicated_header_wins_over_user_to_user() -> None:
-    profile, _ = parse_profile({
-        "X-Reserved-Bad-Actor": ["no"],
-        "User-to-User": ["bad_actor=yes&verified_customer=yes&unknown=1"],
-    })
+    profile, _ = parse_profile(
+        {
+            "X-Reserved-Bad-Actor": ["no"],
+            "User-to-User": ["bad_actor=yes&verified_customer=yes&unknown=1"],
+        }
+    )
     assert profile == CallerProfile(verified_customer=True)
 
 
@@ -112,8 +114,11 @@ def test_dedicated_header_wins_over_user_to_user() -> None:
         ("zz;encoding=hex", "User-to-User: data is not valid hex; ignored"),
         ("abcd;encoding=base64", "User-to-User: unsupported encoding 'base64' ignored"),
         (_hex(b"\xff\xfe"), "User-to-User: hex data is not UTF-8 text; ignored"),
-        ("bad_actor=perhaps", "User-to-User bad_actor: invalid value 'perhaps' ignored "
-                              "(expected true/false/yes/no/1/0)"),
+        (
+            "bad_actor=perhaps",
+            "User-to-User bad_actor: invalid value 'perhaps' ignored "
+            "(expected true/false/yes/no/1/0)",
+        ),
         ("bad_actor", "User-to-User: item 'bad_actor' is not key=value"),
     ],
 )
@@ -124,8 +129,9 @@ def test_user_to_user_problems_are_warnings(value: str, warning: str) -> None:
 
 
 def test_user_to_user_can_be_disabled() -> None:
-    profile, warnings = parse_profile({"User-to-User": ["bad_actor=1"]},
-                                      ProfileConfig(user_to_user=False))
+    profile, warnings = parse_profile(
+        {"User-to-User": ["bad_actor=1"]}, ProfileConfig(user_to_user=False)
+    )
     assert profile == CallerProfile() and warnings == []
 
 

@@ -75,15 +75,18 @@ def test_routes_to_missing_flows_are_located_problems(tmp_path: Path) -> None:
         "exist; did you mean 'support'?",
     ]
     with pytest.raises(ConfigError) as exc:
-        load_flow_set(ROOT / "flows", prompts_dir=ROOT / "flows" / "prompts",
-                      routes=settings.routes, routes_source=document)
+        load_flow_set(
+            ROOT / "flows",
+            prompts_dir=ROOT / "flows" / "prompts",
+            routes=settings.routes,
+            routes_source=document,
+        )
     assert len(exc.value.problems) == 2
 
 
 def test_flow_set_route_uses_its_routes() -> None:
     routes = _routes(rules=[{"number": "100", "flow": "support"}])
-    flow_set = load_flow_set(ROOT / "flows", prompts_dir=ROOT / "flows" / "prompts",
-                             routes=routes)
+    flow_set = load_flow_set(ROOT / "flows", prompts_dir=ROOT / "flows" / "prompts", routes=routes)
     assert flow_set.route(None, "100") == "support"
     assert flow_set.route("any", "200") == "default"
     assert check_routes(routes, flow_set) == []

@@ -47,30 +47,60 @@ def test_default_flow_reproduces_the_built_in_behaviour(shipped: FlowSet) -> Non
 @pytest.mark.parametrize(
     ("digits", "lang", "tail", "spoken"),
     [
-        (["1", "1", "1"], None,
-         ["outcome: hung up (BYE) in support/billing_done: billing information given",
-          "menu path: Support > Billing"],
-         "  play: tts [en] 'Our billing team will send your latest invoice by e-mail.'"),
-        (["1", "1", "2", "123456"], None,
-         ["outcome: hung up (BYE) in support/technical_done: technical callback scheduled",
-          "menu path: Support > Technical"],
-         "  play: tts [en] 'Thank you. A technician will call you back about case 123456.'"),
-        (["2", "1", "2", "12"], None,
-         ["outcome: hung up (BYE) in support/technical_done: technical callback scheduled",
-          "menu path: Support > Technical"],
-         "  play: tts [fr] 'Un technicien vous rappellera dès que possible.'"),
-        (["1", "2"], None,
-         ["outcome: hung up (BYE) in support/sales_done: sales information given",
-          "menu path: Sales"],
-         "  play: tone 440 Hz 300 ms"),
-        (["1"], None,
-         ["outcome: hung up (BYE) in support/no_choice_done: no valid menu choice",
-          "menu path: -"],
-         "  play: tts [en] 'Thank you for calling. Goodbye.'"),
-        (["2", "1", "1"], None,
-         ["outcome: hung up (BYE) in support/billing_done: billing information given",
-          "menu path: Support > Billing"],
-         "  play: tts [fr] 'Merci de votre appel. Au revoir.'"),
+        (
+            ["1", "1", "1"],
+            None,
+            [
+                "outcome: hung up (BYE) in support/billing_done: billing information given",
+                "menu path: Support > Billing",
+            ],
+            "  play: tts [en] 'Our billing team will send your latest invoice by e-mail.'",
+        ),
+        (
+            ["1", "1", "2", "123456"],
+            None,
+            [
+                "outcome: hung up (BYE) in support/technical_done: technical callback scheduled",
+                "menu path: Support > Technical",
+            ],
+            "  play: tts [en] 'Thank you. A technician will call you back about case 123456.'",
+        ),
+        (
+            ["2", "1", "2", "12"],
+            None,
+            [
+                "outcome: hung up (BYE) in support/technical_done: technical callback scheduled",
+                "menu path: Support > Technical",
+            ],
+            "  play: tts [fr] 'Un technicien vous rappellera dès que possible.'",
+        ),
+        (
+            ["1", "2"],
+            None,
+            [
+                "outcome: hung up (BYE) in support/sales_done: sales information given",
+                "menu path: Sales",
+            ],
+            "  play: tone 440 Hz 300 ms",
+        ),
+        (
+            ["1"],
+            None,
+            [
+                "outcome: hung up (BYE) in support/no_choice_done: no valid menu choice",
+                "menu path: -",
+            ],
+            "  play: tts [en] 'Thank you for calling. Goodbye.'",
+        ),
+        (
+            ["2", "1", "1"],
+            None,
+            [
+                "outcome: hung up (BYE) in support/billing_done: billing information given",
+                "menu path: Support > Billing",
+            ],
+            "  play: tts [fr] 'Merci de votre appel. Au revoir.'",
+        ),
     ],
 )
 def test_support_line_outcomes(
@@ -82,48 +112,75 @@ def test_support_line_outcomes(
 
 
 def test_bad_actor_is_screened(shipped: FlowSet) -> None:
-    lines = simulate(shipped, number="100", digits=["1", "1", "1"],
-                     headers={"X-Reserved-Bad-Actor": ["true"]})
-    assert lines[:3] == ["route: trunk - number 100 -> flow support", "profile: bad_actor",
-                         "node support/screen (branch)"]
+    lines = simulate(
+        shipped, number="100", digits=["1", "1", "1"], headers={"X-Reserved-Bad-Actor": ["true"]}
+    )
+    assert lines[:3] == [
+        "route: trunk - number 100 -> flow support",
+        "profile: bad_actor",
+        "node support/screen (branch)",
+    ]
     assert "  play: tts [en] 'We are unable to take your call. Goodbye.'" in lines
-    assert lines[-3:] == ["outcome: hung up (BYE) in support/rejected_bye: screened bad actor",
-                          "menu path: -", "unused digits: 111"]
+    assert lines[-3:] == [
+        "outcome: hung up (BYE) in support/rejected_bye: screened bad actor",
+        "menu path: -",
+        "unused digits: 111",
+    ]
 
 
 def test_repeat_customer_gets_priority(shipped: FlowSet) -> None:
-    lines = simulate(shipped, number="100", digits=["1", "2"],
-                     headers={"x-reserved-repeat-customer": ["YES"]})
+    lines = simulate(
+        shipped, number="100", digits=["1", "2"], headers={"x-reserved-repeat-customer": ["YES"]}
+    )
     assert "  set tier = 'priority'" in lines
-    assert ("  play: tts [en] 'Welcome back. As a returning customer, your call is given "
-            "priority.'") in lines
+    assert (
+        "  play: tts [en] 'Welcome back. As a returning customer, your call is given priority.'"
+    ) in lines
 
 
 def test_main_simulate_cli(tmp_path: Path) -> None:
     code, lines = main_simulate(
-        ["--number", "100", "--digits", "1,1,1", "--header", "X-Reserved-Bad-Actor: maybe",
-         "--lang", "fr"],
-        flows_dir=FLOWS, prompts_dir=PROMPTS, routes=ROUTES,
+        [
+            "--number",
+            "100",
+            "--digits",
+            "1,1,1",
+            "--header",
+            "X-Reserved-Bad-Actor: maybe",
+            "--lang",
+            "fr",
+        ],
+        flows_dir=FLOWS,
+        prompts_dir=PROMPTS,
+        routes=ROUTES,
     )
     assert code == 0
-    assert lines[1] == ("profile warning: X-Reserved-Bad-Actor: invalid value 'maybe' ignored "
-                        "(expected true/false/yes/no/1/0)")
+    assert lines[1] == (
+        "profile warning: X-Reserved-Bad-Actor: invalid value 'maybe' ignored "
+        "(expected true/false/yes/no/1/0)"
+    )
     assert lines[-1] == "menu path: Support > Billing"
 
     assert main_simulate(["--digits", "1"], flows_dir=FLOWS, prompts_dir=PROMPTS) == (
-        2, ["switchhook simulate: the following arguments are required: --number"])
-    assert main_simulate(["--number", "1", "--header", "nocolon"], flows_dir=FLOWS,
-                         prompts_dir=PROMPTS) == (
-        2, ["--header 'nocolon': expected 'Name: value'"])
+        2,
+        ["switchhook simulate: the following arguments are required: --number"],
+    )
+    assert main_simulate(
+        ["--number", "1", "--header", "nocolon"], flows_dir=FLOWS, prompts_dir=PROMPTS
+    ) == (2, ["--header 'nocolon': expected 'Name: value'"])
 
-    (tmp_path / "broken.yaml").write_text("flow: x\nentry: a\nnodes:\n  a: {type: nope}\n",
-                                          encoding="utf-8")
+    (tmp_path / "broken.yaml").write_text(
+        "flow: x\nentry: a\nnodes:\n  a: {type: nope}\n", encoding="utf-8"
+    )
     code, lines = main_simulate(["--number", "1"], flows_dir=tmp_path, prompts_dir=tmp_path)
     assert code == 1
-    assert lines == [f"{tmp_path}/broken.yaml:4:13: nodes.a.type: unknown node type 'nope' "
-                     "(known types: answer, branch, collect, deflect, goto, hangup, hours, "
-                     "language, menu, play, queue, set, subflow, transfer, voicemail)"]
+    assert lines == [
+        f"{tmp_path}/broken.yaml:4:13: nodes.a.type: unknown node type 'nope' "
+        "(known types: answer, branch, collect, deflect, goto, hangup, hours, "
+        "language, menu, play, queue, set, subflow, transfer, voicemail)"
+    ]
 
-    code, lines = main_simulate(["--number", "1"], flows_dir=FLOWS, prompts_dir=PROMPTS,
-                                routes=RoutesConfig(default="nope"))
+    code, lines = main_simulate(
+        ["--number", "1"], flows_dir=FLOWS, prompts_dir=PROMPTS, routes=RoutesConfig(default="nope")
+    )
     assert code == 1 and "route to flow 'nope', which does not exist" in lines[0]
