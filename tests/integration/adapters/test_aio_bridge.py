@@ -19,8 +19,9 @@ from media.goertzel import dominant_frequency_present
 from media.prompts import tone
 from media.recorder import VoicemailRecorder, VoicemailStop
 from media.rtp import RtpHeaderWriter, RtpPacket
-from tests.unit.media.test_aio_rtp import free_range, wait_until
 from tests.unit.media.test_recorder import MemoryParts
+
+from .test_aio_rtp import free_range, wait_until
 
 
 class RawPhone(asyncio.DatagramProtocol):
