@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.run import audio_file  # noqa: E402
-from ivr.engine import Call, Engine  # noqa: E402
+from ivr.call import Call  # noqa: E402
+from ivr.engine import Engine  # noqa: E402
 from ivr.loading import load_all  # noqa: E402
 from ivr.logs import configure_logging  # noqa: E402
 from ivr.roles import hash_token  # noqa: E402

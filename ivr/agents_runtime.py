@@ -19,7 +19,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -32,8 +32,16 @@ from .acd import AgentCommand, AgentConfig, IllegalTransition
 from .store import Registration, StoreError
 
 if TYPE_CHECKING:
-    from .engine import Call, Engine
-    from .queueing import AcdRuntime
+    from .call import Call, CallCore
+
+
+class AgentStates(Protocol):
+    """What the agents' phones tell the queue runtime (``ivr.queueing.AcdRuntime``)."""
+
+    def registration_changed(self, agent_id: str, contacts: int) -> None: ...
+
+    def agent_command(self, agent_id: str, command: str) -> dict[str, Any]: ...
+
 
 log = structlog.get_logger("switchhook.agents")
 
@@ -48,7 +56,7 @@ _CONFIRMATIONS = {
 class AgentPhones:
     """The agents' registrar and feature-code calls for one engine."""
 
-    def __init__(self, engine: Engine, runtime: AcdRuntime) -> None:
+    def __init__(self, engine: CallCore, runtime: AgentStates) -> None:
         self.engine = engine
         self.runtime = runtime
         acd = engine.settings.acd

@@ -23,12 +23,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from media.errors import MediaError
-from media.prompts import Prompt as Audio
-from media.prompts import concat
 from sipstack import ua as sip
 from sipstack.errors import LocalProtocolError
 
+from .call import CallState, OriginateFailed
 from .flows.actions import StartTask
 from .flows.profile import FLAG_HEADERS, USER_TO_USER
 from .hours import (
@@ -39,22 +37,21 @@ from .hours import (
     VoicemailDeflection,
     resolve_deflection,
 )
-from .hours.deflection import DeflectionOption, Messages, deflection_summary
-from .tasks import TaskResult, register_task
+from .hours.deflection import DeflectionOption, deflection_summary
+from .messages import play_message
+from .tasks import TaskHandler, TaskResult
+from .voicemail import leave_voicemail
 
 if TYPE_CHECKING:
-    from .engine import Call
+    from .call import Call
 
 __all__ = [
-    "DEFAULT_TEXTS",
     "already_deflected",
     "deflect_after_hours",
     "execute_deflection",
-    "pick_language",
     "redirect",
     "redirect_uri",
     "refer",
-    "render_message",
     "sip_data_values",
     "sipfrag_status",
     "transfer_to_number",
@@ -67,39 +64,6 @@ ACK_TIMEOUT_SECONDS = 5.0
 REFER_OUTCOME_TIMEOUT_SECONDS = 15.0
 REFER_RESPONSE_TIMEOUT_SECONDS = 10.0
 
-DEFAULT_TEXTS: Mapping[str, Mapping[str, str]] = {
-    "closed": {
-        "en": "We are closed right now. Please call again during our business hours. Goodbye.",
-        "fr": "Nous sommes fermés. Merci de rappeler pendant nos heures d'ouverture. Au revoir.",
-    },
-    "greeting": {
-        "en": "Please leave a message after the tone. Press hash when you are done.",
-        "fr": "Laissez un message après le bip. Appuyez sur dièse pour terminer.",
-    },
-    "blocked": {
-        "en": "We cannot take a message from a withheld number. Please call again with your "
-        "number shown. Goodbye.",
-        "fr": "Nous ne pouvons pas prendre de message d'un numéro masqué. Merci de rappeler "
-        "sans masquer votre numéro. Au revoir.",
-    },
-    "callback": {
-        "en": "Please enter the phone number we should call you back on, then press hash.",
-        "fr": "Veuillez composer le numéro auquel vous rappeler, puis appuyez sur dièse.",
-    },
-    "invalid_number": {
-        "en": "That number is not valid.",
-        "fr": "Ce numéro n'est pas valide.",
-    },
-    "confirmation": {
-        "en": "Your number was entered successfully. Thank you, goodbye.",
-        "fr": "Votre numéro a bien été enregistré. Merci, au revoir.",
-    },
-    "saved": {
-        "en": "Thank you, your message has been recorded. Goodbye.",
-        "fr": "Merci, votre message a été enregistré. Au revoir.",
-    },
-}
-
 # Calls deflected once already: deflection is one hop (docs/hours.md).
 _deflected: weakref.WeakSet[Call] = weakref.WeakSet()
 
@@ -107,60 +71,6 @@ _deflected: weakref.WeakSet[Call] = weakref.WeakSet()
 def already_deflected(call: Call) -> bool:
     """True once the call has been deflected (a second closed queue must not deflect it)."""
     return call in _deflected
-
-
-# --------------------------------------------------------------------------------------------
-# Prompts
-
-
-def pick_language(messages: Mapping[str, Any], language: str) -> tuple[str, Any]:
-    """The variant for ``language``: the exact tag, else one with the same primary subtag
-    (``fr`` for ``fr-CA``, ``pt-BR`` for ``pt``), else English, else the first."""
-    if language in messages:
-        return language, messages[language]
-    primary = language.split("-", 1)[0]
-    if primary in messages:
-        return primary, messages[primary]
-    for key, value in messages.items():
-        if key.split("-", 1)[0] == primary:
-            return key, value
-    if "en" in messages:
-        return "en", messages["en"]
-    key = next(iter(messages))
-    return key, messages[key]
-
-
-async def render_message(
-    call: Call, messages: Messages | None, default: str, language: str
-) -> Audio:
-    """A configured per-language prompt (TTS or file), else the built-in ``default`` text
-    (one of :data:`DEFAULT_TEXTS`) in the call's language."""
-    engine = call.engine
-    if messages:
-        tag, prompt = pick_language(messages, language)
-        if prompt.file is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, engine.prompts.from_file, prompt.file)
-        return await engine.tts(prompt.tts, language=tag)
-    tag, text = pick_language(DEFAULT_TEXTS[default], language)
-    return await engine.tts(text, language=tag)
-
-
-async def play_message(
-    call: Call, messages: Messages | None, default: str, language: str, *extra: Audio
-) -> None:
-    try:
-        audio = await render_message(call, messages, default, language)
-    except MediaError as exc:
-        # A broken prompt must not strand the caller: log and carry on without it.
-        call.log.error("prompt could not be rendered", error=str(exc), message=default)
-        if not extra:
-            return
-        audio = concat(*extra) if len(extra) > 1 else extra[0]
-    else:
-        if extra:
-            audio = concat(audio, *extra)
-    await call.play(audio)
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,8 +271,6 @@ async def redirect(call: Call, uri: str, headers: Sequence[tuple[str, str]] = ()
     REFER after (RFC 3261 §21.3.3, RFC 3515)."""
     target = redirect_uri(uri, headers)
     engine = call.engine
-    from .engine import CallState
-
     if call.state is CallState.SETTING_UP:
         assert engine.endpoint is not None
         engine.endpoint.run_command(
@@ -397,8 +305,6 @@ async def transfer_to_number(
     ``method`` is refer or the trunk says ``refer: true``, else place the call (B2BUA: From
     = the trunk's caller id or the caller's number; the caller's reserved data carried as
     headers), answer the caller when the number answers, and bridge until either hangs up."""
-    from .engine import OriginateFailed
-
     trunk = _outbound_trunk(call, trunk_name)
     if trunk is None:
         call.log.error("no outbound trunk", trunk=trunk_name)
@@ -490,8 +396,6 @@ async def execute_deflection(
                 await _crm_data(call, option.uri, values, queue)
             return await redirect(call, option.uri, values)
         case VoicemailDeflection():
-            from .voicemail import leave_voicemail
-
             _note_transfer(call, {**entry, "to": "voicemail"})
             return await leave_voicemail(call, queue, option, task=task)
     raise AssertionError(f"unknown deflection option {option!r}")
@@ -541,7 +445,6 @@ async def deflect_after_hours(
 # Flow tasks
 
 
-@register_task("deflect")
 async def deflect_task(call: Call, task: StartTask) -> TaskResult:
     """Deflect now (whatever the time) as the after-hours settings say for the node's queue,
     else with the global option. ``queue`` result: the flow continues at ``next`` with the
@@ -559,7 +462,6 @@ async def deflect_task(call: Call, task: StartTask) -> TaskResult:
     return await execute_deflection(call, option, queue=queue, task=task, reason="flow")
 
 
-@register_task("transfer")
 async def transfer_task(call: Call, task: StartTask) -> TaskResult:
     """Transfer to ``number`` through ``trunk`` (bridge or REFER) or to a SIP ``uri`` (302
     before answer, REFER after). ``failed`` when it could not be done."""
@@ -574,3 +476,7 @@ async def transfer_task(call: Call, task: StartTask) -> TaskResult:
     if uri:
         return await redirect(call, uri)
     return TaskResult("failed")
+
+
+# The flow tasks this module provides (registered by the engine's composition).
+TASKS: Mapping[str, TaskHandler] = {"deflect": deflect_task, "transfer": transfer_task}

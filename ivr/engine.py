@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import random
 import secrets
 import ssl
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import structlog
 
 from media.aio.bridge import Bridge, open_bridge
 from media.aio.clock import MediaClock
-from media.aio.rtp import PortAllocator, RtpEndpoint
+from media.aio.rtp import PortAllocator
 from media.errors import MediaError, PortsExhausted
 from media.prompts import Prompt, PromptCache
 from sipstack import sdp
@@ -34,8 +32,8 @@ from sipstack.message import Limits, Request
 from sipstack.timers import TimerSettings
 from sipstack.transaction import Flow
 
-from . import tasks as _tasks  # noqa: F401 - registers the built-in flow tasks
 from .admission import Admitted, Challenge, Forbidden, TrunkAdmission
+from .call import Behaviour, Call, CallEvent, CallState, MediaLeg, OriginateFailed, OutboundLeg
 from .config import Listener, Settings
 from .crm import HttpCrmClient
 from .events import CallAnswered, CallEnded, CallStarted, EventPublisher, make_event_publisher
@@ -48,150 +46,10 @@ from .logs import call_log_context
 from .outbox import Outbox
 from .runtime import FlowRuntime
 from .store import CallRecord, Store, StoreError
+from .tasks import TaskRegistry
 from .yamlloc import ConfigError
 
 log = structlog.get_logger("switchhook.engine")
-
-
-class CallState(enum.Enum):
-    SETTING_UP = "setting-up"
-    ANSWERED = "answered"
-    ENDED = "ended"
-
-
-@dataclass(eq=False, kw_only=True)
-class MediaLeg:
-    """One SIP leg with its RTP endpoint: what prompts, digits and bridges act on."""
-
-    engine: Engine
-    leg_id: int
-    call_id: str
-    flow: Flow
-    started_at: float
-    state: CallState = CallState.SETTING_UP
-    rtp: RtpEndpoint | None = None
-    session_version: int = 1
-    session_id: int = 0
-    negotiated: sdp.NegotiationResult | None = None
-    digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    end_reason: str = ""
-    bridge: Bridge | None = None
-    # Set once the dialog is confirmed (ACK received): in-dialog requests (REFER) may go.
-    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
-    # Hook for whoever drives the leg's dialog (REFER transfers): sees in-dialog requests
-    # (return True when it responded) and responses to requests sent in the dialog.
-    on_dialog: Callable[[sip.Event], bool] | None = None
-    # Hook called after a re-INVITE was answered (hold/unhold, codec change): queueing puts
-    # the other party of a bridge on hold audio.
-    on_reinvite: Callable[[MediaLeg], None] | None = None
-    # Hook called synchronously when the leg ends, before the call record is written (the
-    # queue task's metrics must be final by then; the task itself is cancelled later).
-    on_ended: Callable[[MediaLeg], None] | None = None
-
-    _log: Any = None
-
-    @property
-    def log(self) -> Any:
-        """The logger bound to this call (bound once: this is on every call's hot path)."""
-        if self._log is None:
-            self._log = log.bind(call_id=self.call_id, leg=self.leg_id)
-        return self._log
-
-    # ---- behaviour API (what a flow runtime uses) -------------------------------------------
-
-    async def play(self, prompt: Prompt) -> None:
-        """Play ``prompt`` on this leg and return when it has been sent (or the leg ended).
-        A bridged leg plays nothing (its media belongs to the bridge: use ``bridge.hold``)."""
-        if self.rtp is None or self.state is not CallState.ANSWERED or self.bridge is not None:
-            return
-        done = asyncio.get_running_loop().create_future()
-
-        def finished() -> None:
-            if not done.done():
-                done.set_result(None)
-
-        self.rtp.play(prompt, on_done=finished)
-        ended = asyncio.ensure_future(self.ended.wait())
-        try:
-            await asyncio.wait({done, ended}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ended.cancel()
-            if not done.done() and self.rtp is not None:
-                self.rtp.stop_playback()
-
-    async def collect_digit(self, timeout: float) -> str | None:
-        """Wait for one DTMF digit (RFC 4733 or SIP INFO) for up to ``timeout`` seconds."""
-        if not self.digits.empty():
-            return self.digits.get_nowait()
-        getter = asyncio.ensure_future(self.digits.get())
-        ended = asyncio.ensure_future(self.ended.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {getter, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            ended.cancel()
-            if not getter.done():
-                getter.cancel()
-        return getter.result() if getter in done else None
-
-    def hangup(self, reason: str = "normal clearing") -> None:
-        self.engine.hangup(self, reason)
-
-
-@dataclass(eq=False, kw_only=True)
-class Call(MediaLeg):
-    """An inbound call: the caller's leg and the behaviour running for it."""
-
-    caller: str  # the From URI
-    caller_number: str  # its user part ("anonymous" when withheld)
-    called: str
-    trunk: str
-    request: Request
-    task: asyncio.Task[None] | None = None
-    ringing: bool = False
-    menu_path: str = ""
-    flows: FlowSet | None = None  # the flow set the call started with (hot reload safe)
-    answered_at: float | None = None  # loop time
-    queue: str | None = None
-    agent: str | None = None
-    # wait/ring/talk/hold seconds and transfers, filled by queueing (ivr.acd metrics)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    profile: CallerProfile = field(default_factory=CallerProfile)
-
-    async def answer(self) -> bool:
-        return await self.engine.answer(self)
-
-    def ring(self) -> None:
-        self.engine.ring(self)
-
-    def reject(self, status: int, reason: str | None = None) -> None:
-        self.engine.reject(self, status, reason)
-
-
-class OriginateFailed(Exception):
-    """An outbound call was not answered: ``status_code`` is the final SIP status (408 when
-    it timed out, 503 when no media port was free)."""
-
-    def __init__(self, status_code: int, reason: str) -> None:
-        super().__init__(f"{status_code} {reason}")
-        self.status_code = status_code
-        self.reason = reason
-
-
-@dataclass(eq=False, kw_only=True)
-class OutboundLeg(MediaLeg):
-    """A call the engine placed (B2BUA side): to an outside number, an agent, a supervisor."""
-
-    target: str
-    offer: sdp.SessionDescription
-    answered: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-
-
-Behaviour = Callable[[Call], Awaitable[None]]
 
 
 class Engine:
@@ -259,7 +117,14 @@ class Engine:
         # refused) or the behaviour to run the admitted call with.
         self.request_hooks: list[Callable[[sip.RequestReceived], bool]] = []
         self.invite_hooks: list[Callable[[sip.InviteReceived], Behaviour | bool | None]] = []
+        self.admin_server: Any = None  # ivr.admin.server.AdminServer when admin is enabled
         self.supervision: Any = None  # ivr.monitoring.Supervision once started
+        # The flow tasks of every feature (the flow runtime looks kinds up here).
+        self.tasks = TaskRegistry()
+        from . import business_hours, deflection, queueing, voicemail  # lazy: see start()
+
+        for feature in (business_hours, deflection, voicemail, queueing):
+            self.tasks.register_all(feature.TASKS)
         self.acd_runtime: Any = None  # ivr.queueing.AcdRuntime once started
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -299,6 +164,15 @@ class Engine:
         from .monitoring import Supervision  # lazy: ivr.monitoring imports this module
 
         self.supervision = await Supervision.start(self)
+        admin = settings.admin
+        if admin.enabled:
+            # The admin HTTP API is given the features it serves (it imports no engine).
+            from .admin.server import AdminServer
+
+            host, _, port = admin.listen.rpartition(":")
+            self.admin_server = await AdminServer.start(
+                self.supervision, host.strip("[]"), int(port)
+            )
         from .queueing import AcdRuntime  # lazy: ivr.queueing imports this module
 
         self.acd_runtime = await AcdRuntime.start(self)
@@ -404,6 +278,8 @@ class Engine:
         self.accepting = False
         if self._watch_task is not None:
             self._watch_task.cancel()
+        if self.admin_server is not None:
+            await self.admin_server.close()
         if self.supervision is not None:
             await self.supervision.close()
         if self.acd_runtime is not None:
@@ -665,7 +541,7 @@ class Engine:
         self.endpoint.run_command(
             lambda now: self.ua.answer(call.leg_id, bytes(result.answer), now)
         )
-        call.state = CallState.ANSWERED
+        call.move(CallEvent.ANSWERED)
         call.answered_at = self._now()
         self.stats["calls_answered"] += 1
         self.events.publish(CallAnswered(call_id=call.call_id))
@@ -859,7 +735,7 @@ class Engine:
             result.payload_type,
             result.dtmf_payload_type,
         )
-        leg.state = CallState.ANSWERED
+        leg.move(CallEvent.ANSWERED)
         leg.log.info("outbound answered", codec=result.codec)
         if not leg.answered.done():
             leg.answered.set_result(None)
@@ -960,7 +836,7 @@ class Engine:
         call: MediaLeg | None = self.calls.pop(leg_id, None) or self.outbound.pop(leg_id, None)
         if call is None:
             return
-        call.state = CallState.ENDED
+        call.move(CallEvent.ENDED)
         call.end_reason = reason
         call.ended.set()
         if call.on_ended is not None:

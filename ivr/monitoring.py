@@ -29,13 +29,14 @@ from sipstack.errors import RemoteProtocolError
 from sipstack.registrar import Registrar
 from sipstack.uri import Uri
 
+from .call import OriginateFailed
 from .events import AuditRecorded, MonitorModeChanged, MonitorStarted, MonitorStopped
 from .logs import get_logger
 from .roles import MODE_PERMISSION, Directory, Permission, User
 from .store import AuditEntry, StoreError
 
 if TYPE_CHECKING:
-    from .engine import Call, Engine, MediaLeg, OutboundLeg
+    from .call import Call, CallCore, MediaLeg, OutboundLeg
 
 log = get_logger("switchhook.monitoring")
 
@@ -93,7 +94,7 @@ class _Pending:
 class Supervision:
     """Owns monitors, the supervisors' registrar and the admin API for one engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: CallCore) -> None:
         self.engine = engine
         settings = engine.settings
         self.settings = settings.monitoring
@@ -106,20 +107,13 @@ class Supervision:
         self._monitor_legs: set[int] = set()  # engine leg ids of supervisor legs
         self._pending: dict[str, _Pending] = {}
         self._agents = {a.id: a for a in settings.acd.agents}
-        self.server: Any = None
         self._stuck_task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, engine: Engine) -> Supervision:
+    async def start(cls, engine: CallCore) -> Supervision:
         self = cls(engine)
         engine.request_hooks.append(self._on_request)
         engine.invite_hooks.append(self._on_invite)
-        admin = engine.settings.admin
-        if admin.enabled:
-            from .admin.server import AdminServer
-
-            host, _, port = admin.listen.rpartition(":")
-            self.server = await AdminServer.start(self, host.strip("[]"), int(port))
         if self.settings.stuck_calls.enabled:
             self._stuck_task = asyncio.get_running_loop().create_task(self._end_stuck_calls())
         return self
@@ -127,8 +121,6 @@ class Supervision:
     async def close(self) -> None:
         if self._stuck_task is not None:
             self._stuck_task.cancel()
-        if self.server is not None:
-            await self.server.close()
         for monitor in list(self.monitors.values()):
             self._stop(monitor, "shutdown")
 
@@ -364,8 +356,6 @@ class Supervision:
     async def _run_api_monitor(
         self, monitor: Monitor, request_uri: str, destination: tuple[str, int]
     ) -> None:
-        from .engine import OriginateFailed
-
         engine = self.engine
         try:
             leg = await engine.originate(

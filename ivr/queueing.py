@@ -28,6 +28,7 @@ import json
 import secrets
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,15 +60,16 @@ from .acd import (
 )
 from .acd.models import AudioSource, QueueConfig
 from .agents_runtime import AgentPhones
+from .call import CallState
 from .events import AgentStateChanged as AgentStateEvent
 from .events import QueueUpdated
 from .flows.actions import StartTask
 from .flows.profile import FLAG_HEADERS, USER_TO_USER
 from .hours import is_open
-from .tasks import TaskResult, register_task
+from .tasks import TaskHandler, TaskResult
 
 if TYPE_CHECKING:
-    from .engine import Call, Engine, OutboundLeg
+    from .call import Call, CallCore, OutboundLeg
 
 log = structlog.get_logger("switchhook.queueing")
 
@@ -121,7 +123,7 @@ class _Offer:
 class AcdRuntime:
     """The engine's ACD: queues, agents' phones, offers, whisper, bridge, transfers."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: CallCore) -> None:
         self.engine = engine
         self.settings = engine.settings.acd
         self.acd = Acd(self.settings)
@@ -135,7 +137,7 @@ class AcdRuntime:
         self.tone_base_url: str | None = None
 
     @classmethod
-    async def start(cls, engine: Engine) -> AcdRuntime:
+    async def start(cls, engine: CallCore) -> AcdRuntime:
         runtime = cls(engine)
         await runtime.phones.start()
         if runtime.settings.tone_server is not None:
@@ -713,7 +715,7 @@ class AcdRuntime:
                 "whisper", agent=command.agent_id, seconds=round(whisper.duration_ms / 1000, 3)
             )
             await leg.play(whisper)
-        if leg.state.value == "ended":
+        if leg.state is CallState.ENDED:
             # The agent left during the whisper: the caller keeps its place in the queue.
             self._connected_ended(session)
             call.log.info("agent left before the bridge; queued again", agent=command.agent_id)
@@ -944,7 +946,7 @@ class AcdRuntime:
     def _notify_sipfrag(self, leg: OutboundLeg, frag: bytes) -> None:
         """RFC 3515 §2.4.5: the transfer's outcome as a message/sipfrag NOTIFY."""
         engine = self.engine
-        if engine.endpoint is None or leg.state.value == "ended":
+        if engine.endpoint is None or leg.state is CallState.ENDED:
             return
         try:
             engine.endpoint.run_command(
@@ -1151,7 +1153,6 @@ def _position_text(position: int | None, wait: float | None) -> str:
     return " ".join(parts)
 
 
-@register_task("queue")
 async def queue_task(call: Call, task: StartTask) -> TaskResult:
     """The flow's ``queue`` node (see :class:`AcdRuntime`)."""
     runtime = call.engine.acd_runtime
@@ -1159,3 +1160,7 @@ async def queue_task(call: Call, task: StartTask) -> TaskResult:
         return TaskResult("failed")
     result: TaskResult = await runtime.run(call, task)
     return result
+
+
+# The flow tasks this module provides (registered by the engine's composition).
+TASKS: Mapping[str, TaskHandler] = {"queue": queue_task}

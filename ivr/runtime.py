@@ -19,9 +19,10 @@ from media.prompts import Prompt, concat, silence, tone
 
 from .flows import actions as fa
 from .flows.interpreter import CallContext, FlowSession
+from .tasks import TaskResult
 
 if TYPE_CHECKING:
-    from .engine import Call
+    from .call import Call
 
 log = structlog.get_logger("switchhook.flow")
 
@@ -136,9 +137,7 @@ class FlowRuntime:
 
     def _start_task(self, action: fa.StartTask) -> None:
         """Run the engine-side task; its result (or failure) comes back as TaskFinished."""
-        from .tasks import TASKS, TaskResult
-
-        handler = TASKS.get(action.kind)
+        handler = self.call.engine.tasks.get(action.kind)
         call = self.call
         call.log.info("flow task", kind=action.kind, params=dict(action.params))
 

@@ -1,21 +1,18 @@
 """Engine-side tasks that flow nodes hand calls to (``StartTask`` -> ``TaskFinished``).
 
-A task handler is ``async def handler(call, task) -> TaskResult``, registered by kind with
-:func:`register_task`. Each lives in its own module (queueing, deflection, voicemail,
-transfer); this module holds the registry and the ``hours`` check.
+A task handler is ``async def handler(call, task) -> TaskResult``. A :class:`TaskRegistry` is
+an object: whoever composes the engine registers each feature's handlers on it (the feature
+modules export them in a ``TASKS`` mapping), and the flow runtime looks kinds up in the
+registry it was given. This module imports no feature.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .flows.actions import StartTask
-from .hours import is_open
-
-if TYPE_CHECKING:
-    from .engine import Call
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,34 +21,31 @@ class TaskResult:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
-TaskHandler = Callable[["Call", StartTask], Awaitable[TaskResult]]
-TASKS: dict[str, TaskHandler] = {}
+# (call, task) -> result; the call is an ``ivr.call.Call`` (not imported: ivr.call names this
+# module's registry in its CallCore interface).
+TaskHandler = Callable[[Any, StartTask], Awaitable[TaskResult]]
 
 
-def register_task(kind: str) -> Callable[[TaskHandler], TaskHandler]:
-    def decorator(handler: TaskHandler) -> TaskHandler:
-        TASKS[kind] = handler
-        return handler
+class TaskRegistry:
+    """Flow task kinds (``queue``, ``deflect``, ``voicemail``, ...) -> their handlers."""
 
-    return decorator
+    def __init__(self) -> None:
+        self._handlers: dict[str, TaskHandler] = {}
 
+    def register(self, kind: str, handler: TaskHandler) -> None:
+        if kind in self._handlers:
+            raise ValueError(f"flow task {kind!r} is registered twice")
+        self._handlers[kind] = handler
 
-@register_task("hours")
-async def hours_task(call: Call, task: StartTask) -> TaskResult:
-    """Open or closed now for the call's queue (if given), language and channel."""
-    settings = call.engine.settings
-    if settings.hours is None:
-        return TaskResult("open", {})
-    decision = is_open(
-        settings.hours, call.engine.now(), queue=task.params.get("queue"), language=task.language
-    )
-    call.log.info(
-        "business hours", open=decision.open, rule=decision.rule, queue=task.params.get("queue")
-    )
-    return TaskResult("open" if decision.open else "closed")
+    def register_all(self, handlers: Mapping[str, TaskHandler]) -> None:
+        for kind, handler in handlers.items():
+            self.register(kind, handler)
 
+    def get(self, kind: str) -> TaskHandler | None:
+        return self._handlers.get(kind)
 
-# The handlers living in their own modules register themselves on import.
-from . import deflection as _deflection  # noqa: E402, F401
-from . import queueing as _queueing  # noqa: E402, F401
-from . import voicemail as _voicemail  # noqa: E402, F401
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._handlers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._handlers))

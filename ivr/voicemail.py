@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -22,15 +23,15 @@ from media.prompts import tone
 from media.recorder import WAV_HEADER_BYTES, VoicemailRecorder, VoicemailResult
 from sipstack.message import Request
 
-from . import deflection  # module, not names: ivr.deflection -> tasks -> here
 from .events import VoicemailLeft
 from .flows.actions import StartTask
 from .hours import AfterHoursConfig, VoicemailDeflection
+from .messages import play_message
 from .store import StoreError, Voicemail
-from .tasks import TaskResult, register_task
+from .tasks import TaskHandler, TaskResult
 
 if TYPE_CHECKING:
-    from .engine import Call
+    from .call import Call
 
 __all__ = [
     "assigned_agents",
@@ -101,7 +102,7 @@ async def collect_callback_number(
     """Ask for a callback number (digits then ``#``), up to three attempts; None if none
     valid was given. ``*`` starts over."""
     for attempt in range(1, CALLBACK_ATTEMPTS + 1):
-        await deflection.play_message(call, option.callback_prompt, "callback", language)
+        await play_message(call, option.callback_prompt, "callback", language)
         digits = ""
         digit = await call.collect_digit(CALLBACK_FIRST_DIGIT_SECONDS)
         while digit is not None and digit != "#":
@@ -119,7 +120,7 @@ async def collect_callback_number(
         if call.ended.is_set():
             return None
         if attempt < CALLBACK_ATTEMPTS:
-            await deflection.play_message(call, None, "invalid_number", language)
+            await play_message(call, None, "invalid_number", language)
     return None
 
 
@@ -140,7 +141,7 @@ async def leave_voicemail(
         return TaskResult("failed")
     if caller_withheld(call.request):
         call.log.info("voicemail refused: caller number withheld", queue=queue)
-        await deflection.play_message(call, option.blocked_number_message, "blocked", language)
+        await play_message(call, option.blocked_number_message, "blocked", language)
         call.hangup("voicemail refused: number withheld")
         return TaskResult("blocked")
     # The task reads the caller's keys itself (callback number); the flow must not see them.
@@ -161,7 +162,7 @@ async def _record(
 ) -> TaskResult:
     engine = call.engine
     beep = (tone((BEEP_HZ,), BEEP_MS),) if option.beep else ()
-    await deflection.play_message(call, option.greeting, "greeting", language, *beep)
+    await play_message(call, option.greeting, "greeting", language, *beep)
     if call.ended.is_set() or call.rtp is None:
         return TaskResult("failed")
     directory = engine.settings.store.audio_dir / "voicemail"
@@ -251,9 +252,9 @@ async def _record(
         call.hangup("voicemail not stored")
         return TaskResult("failed")
     if callback is not None:
-        await deflection.play_message(call, option.callback_confirmation, "confirmation", language)
+        await play_message(call, option.callback_confirmation, "confirmation", language)
     else:
-        await deflection.play_message(call, None, "saved", language)
+        await play_message(call, None, "saved", language)
     call.hangup("voicemail left")
     return TaskResult("done", {"voicemail_id": voicemail_id})
 
@@ -327,7 +328,10 @@ async def _store(call: Call, vm: Voicemail, agents: tuple[str, ...]) -> bool:
     return True
 
 
-@register_task("voicemail")
 async def voicemail_task(call: Call, task: StartTask) -> TaskResult:
     """Record a voicemail for the node's queue with that queue's voicemail settings."""
     return await leave_voicemail(call, task.params.get("queue"), task=task)
+
+
+# The flow tasks this module provides (registered by the engine's composition).
+TASKS: Mapping[str, TaskHandler] = {"voicemail": voicemail_task}

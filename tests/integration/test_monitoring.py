@@ -27,7 +27,8 @@ from typing import Any
 
 import pytest
 
-from ivr.engine import Call, CallState, Engine, OutboundLeg
+from ivr.call import Call, CallState, OutboundLeg
+from ivr.engine import Engine
 from ivr.loading import load_all
 from ivr.roles import hash_token, sip_ha1
 from media.g711 import get_codec

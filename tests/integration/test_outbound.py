@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr.engine import CallState, Engine, OriginateFailed
+from ivr.call import CallState, OriginateFailed
+from ivr.engine import Engine
 from ivr.loading import load_all
 from media.prompts import tone
 

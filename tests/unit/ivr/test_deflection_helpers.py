@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.deflection import DEFAULT_TEXTS, pick_language, redirect_uri, sipfrag_status
+from ivr.deflection import redirect_uri, sipfrag_status
+from ivr.messages import DEFAULT_TEXTS, pick_language
 from ivr.voicemail import caller_withheld, valid_callback_number
 from sipstack.message import Request, parse_message
 
