@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 log = get_logger("switchhook.monitoring")
 
-__all__ = ["Monitor", "MonitorError", "Supervision"]
+__all__ = ["Monitor", "MonitorError", "MonitorState", "Supervision"]
 
 
 class MonitorError(Exception):
@@ -53,6 +54,45 @@ class MonitorError(Exception):
         self.message = message
 
 
+class MonitorState(enum.StrEnum):
+    CALLING = "calling"  # the supervisor's phone is being called
+    ACTIVE = "active"  # attached to the call's bridge as a tap
+    STOPPED = "stopped"
+    FAILED = "failed"  # the supervisor's phone did not answer
+
+    @property
+    def live(self) -> bool:
+        return self in (MonitorState.CALLING, MonitorState.ACTIVE)
+
+
+class MonitorEvent(enum.Enum):
+    ATTACHED = "attached"  # answered and tapped into the bridge
+    CALL_FAILED = "call-failed"  # the call to the supervisor failed
+    STOPPED = "stopped"  # stopped by someone, the call or the supervisor hanging up
+
+
+class IllegalMonitorTransition(Exception):
+    def __init__(self, state: MonitorState, event: MonitorEvent) -> None:
+        super().__init__(f"{event.value} is not allowed in monitor state {state.value}")
+        self.state = state
+        self.event = event
+
+
+# The whole monitor machine; ``Monitor.move`` is its only writer.
+MONITOR_TRANSITIONS: Mapping[tuple[MonitorState, MonitorEvent], MonitorState] = {
+    (MonitorState.CALLING, MonitorEvent.ATTACHED): MonitorState.ACTIVE,
+    (MonitorState.CALLING, MonitorEvent.CALL_FAILED): MonitorState.FAILED,
+    (MonitorState.CALLING, MonitorEvent.STOPPED): MonitorState.STOPPED,
+    # A dial-in supervisor's ``*`` moves the monitor to the next call: detached from one
+    # bridge, attached to the next, active throughout.
+    (MonitorState.ACTIVE, MonitorEvent.ATTACHED): MonitorState.ACTIVE,
+    (MonitorState.ACTIVE, MonitorEvent.STOPPED): MonitorState.STOPPED,
+    # Stopping is idempotent: a stop request and the supervising task's own cleanup may both
+    # report it.
+    (MonitorState.STOPPED, MonitorEvent.STOPPED): MonitorState.STOPPED,
+}
+
+
 @dataclass(eq=False, kw_only=True)
 class Monitor:
     id: str
@@ -61,7 +101,7 @@ class Monitor:
     mode: TapMode
     via: str  # "api" | "dial-in"
     target: str = ""
-    state: str = "calling"  # calling -> active -> stopped | failed
+    state: MonitorState = MonitorState.CALLING
     leg: MediaLeg | None = None
     tap: Any = None
     started_at: float = field(default_factory=time.time)
@@ -69,13 +109,21 @@ class Monitor:
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
+    def move(self, event: MonitorEvent) -> MonitorState:
+        """Apply ``event`` by :data:`MONITOR_TRANSITIONS`, else raise."""
+        target = MONITOR_TRANSITIONS.get((self.state, event))
+        if target is None:
+            raise IllegalMonitorTransition(self.state, event)
+        self.state = target
+        return target
+
     def view(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "call_id": self.call.call_id,
             "supervisor": self.supervisor.name,
             "mode": self.mode.value,
-            "state": self.state,
+            "state": self.state.value,
             "via": self.via,
             "target": self.target,
             "started_at": self.started_at,
@@ -179,11 +227,7 @@ class Supervision:
             "agent": call.agent,
             "age_seconds": round(now - call.started_at, 1),
             "issue": call.menu_path or None,
-            "monitors": sum(
-                1
-                for m in self.monitors.values()
-                if m.call is call and m.state in ("calling", "active")
-            ),
+            "monitors": sum(1 for m in self.monitors.values() if m.call is call and m.state.live),
         }
 
     def call_details(self, call: Call) -> dict[str, Any]:
@@ -203,14 +247,14 @@ class Supervision:
                 }
             )
         for monitor in self.monitors.values():
-            if monitor.call is call and monitor.state in ("calling", "active"):
+            if monitor.call is call and monitor.state.live:
                 participants.append(
                     {
                         "role": "monitor",
                         "supervisor": monitor.supervisor.name,
                         "mode": monitor.mode.value,
                         "monitor_id": monitor.id,
-                        "state": monitor.state,
+                        "state": monitor.state.value,
                     }
                 )
         talk = metrics.get("talk_seconds")
@@ -327,12 +371,7 @@ class Supervision:
         limit = self.settings.max_monitors_per_call
         if (
             limit
-            and sum(
-                1
-                for m in self.monitors.values()
-                if m.call is call and m.state in ("calling", "active")
-            )
-            >= limit
+            and sum(1 for m in self.monitors.values() if m.call is call and m.state.live) >= limit
         ):
             raise MonitorError(409, f"call {call.call_id} already has {limit} monitors")
 
@@ -367,7 +406,8 @@ class Supervision:
                 headers=(("Subject", f"monitor {monitor.call.caller_number}"),),
             )
         except OriginateFailed as exc:
-            monitor.state, monitor.stop_reason = "failed", f"{exc.status_code} {exc.reason}"
+            monitor.move(MonitorEvent.CALL_FAILED)
+            monitor.stop_reason = f"{exc.status_code} {exc.reason}"
             log.info("monitor call failed", monitor_id=monitor.id, status=exc.status_code)
             self.monitors.pop(monitor.id, None)
             return
@@ -424,7 +464,7 @@ class Supervision:
         except BridgeError as exc:
             log.warning("monitor not attached", monitor_id=monitor.id, error=str(exc))
             return False
-        monitor.state = "active"
+        monitor.move(MonitorEvent.ATTACHED)
         self._audit(
             monitor.supervisor.name,
             "monitor.start",
@@ -519,7 +559,7 @@ class Supervision:
             raise
         finally:
             self._detach(monitor, reason)
-            monitor.state = "stopped"
+            monitor.move(MonitorEvent.STOPPED)
             monitor.stop_reason = monitor.stop_reason or reason
             self.monitors.pop(monitor.id, None)
             self._monitor_legs.discard(leg.leg_id)
@@ -593,7 +633,7 @@ class Supervision:
         monitor.stopped.set()
         if monitor.leg is None and monitor.task is not None:
             monitor.task.cancel()  # still ringing: originate's CANCEL path
-            monitor.state = "stopped"
+            monitor.move(MonitorEvent.STOPPED)
             self.monitors.pop(monitor.id, None)
 
     # ---- ending calls -------------------------------------------------------------------------

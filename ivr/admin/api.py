@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from media.bridge import TapMode
 
-from ..monitoring import MonitorError
+from ..monitoring import MonitorError, MonitorState
 from ..roles import Permission, User
 
 if TYPE_CHECKING:
@@ -567,7 +567,7 @@ OPENAPI: dict[str, Any] = {
                     "mode": {"type": "string"},
                     "state": {
                         "type": "string",
-                        "enum": ["calling", "active", "stopping", "stopped", "failed"],
+                        "enum": [state.value for state in MonitorState],
                     },
                     "via": {"type": "string"},
                     "target": {"type": "string"},
