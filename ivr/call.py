@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -66,6 +66,8 @@ class CallCore(Protocol):
     ) -> Prompt: ...
 
     async def originate(self, **kwargs: Any) -> OutboundLeg: ...
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
 
     def bridge(self, caller: MediaLeg, other: MediaLeg) -> Bridge: ...
 
@@ -215,6 +217,8 @@ class Call(MediaLeg):
     request: Request
     task: asyncio.Task[None] | None = None
     ringing: bool = False
+    # Deflected once already: deflection is one hop (docs/hours.md).
+    deflected: bool = False
     menu_path: str = ""
     flows: FlowSet | None = None  # the flow set the call started with (hot reload safe)
     answered_at: float | None = None  # loop time

@@ -18,7 +18,6 @@ the caller to that queue instead, and do not deflect it again if that queue is c
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -64,13 +63,10 @@ ACK_TIMEOUT_SECONDS = 5.0
 REFER_OUTCOME_TIMEOUT_SECONDS = 15.0
 REFER_RESPONSE_TIMEOUT_SECONDS = 10.0
 
-# Calls deflected once already: deflection is one hop (docs/hours.md).
-_deflected: weakref.WeakSet[Call] = weakref.WeakSet()
-
 
 def already_deflected(call: Call) -> bool:
     """True once the call has been deflected (a second closed queue must not deflect it)."""
-    return call in _deflected
+    return call.deflected
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,7 +364,7 @@ async def execute_deflection(
     reason: str = "deflect",
 ) -> TaskResult:
     """Carry ``option`` out for ``call`` (coming from ``queue``)."""
-    _deflected.add(call)
+    call.deflected = True
     language = task.language if task is not None else "en"
     call.log.info("deflecting", queue=queue, option=deflection_summary(option), reason=reason)
     entry: dict[str, Any] = {"kind": "deflection", "from_queue": queue, "reason": reason}

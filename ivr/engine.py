@@ -13,7 +13,7 @@ import random
 import secrets
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,9 @@ from .tasks import TaskRegistry
 from .yamlloc import ConfigError
 
 log = structlog.get_logger("switchhook.engine")
+
+# How long shutdown waits for background work (``Engine.spawn``) before closing the store.
+BACKGROUND_GRACE_SECONDS = 5.0
 
 
 class Engine:
@@ -117,6 +120,7 @@ class Engine:
         # refused) or the behaviour to run the admitted call with.
         self.request_hooks: list[Callable[[sip.RequestReceived], bool]] = []
         self.invite_hooks: list[Callable[[sip.InviteReceived], Behaviour | bool | None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
         self.admin_server: Any = None  # ivr.admin.server.AdminServer when admin is enabled
         self.supervision: Any = None  # ivr.monitoring.Supervision once started
         # The flow tasks of every feature (the flow runtime looks kinds up here).
@@ -305,6 +309,10 @@ class Engine:
             await asyncio.sleep(0.05)
         if self.endpoint is not None:
             await self.endpoint.close()
+        if self._background:
+            # Work that outlives its call (a voicemail saved after the caller hung up) ends
+            # before the store it writes to closes (bounded).
+            await asyncio.wait(set(self._background), timeout=BACKGROUND_GRACE_SECONDS)
         if self.outbox is not None and self._outbox_task is not None:
             self.outbox.stop()
             with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
@@ -821,6 +829,14 @@ class Engine:
             await self.store.add_call_record(record)
         except StoreError as exc:
             log.error("call record not stored", call_id=call.call_id, error=str(exc))
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``work`` in the background, kept referenced until done, waited for (bounded)
+        at shutdown before the store closes: for work that outlives its call."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     def leg(self, leg_id: int) -> MediaLeg | None:
         return self.calls.get(leg_id) or self.outbound.get(leg_id)

@@ -55,9 +55,6 @@ _WITHHELD = frozenset(
     {"", "anonymous", "unknown", "restricted", "private", "withheld", "unavailable"}
 )
 
-# Stores still running after the call that started them was cancelled (caller hung up).
-_background: set[asyncio.Task[Any]] = set()
-
 
 def caller_withheld(request: Request) -> bool:
     """True when the INVITE hides the caller's number: From user ``anonymous`` (RFC 3323
@@ -205,7 +202,8 @@ async def _record(
             wav_path=path,
             call_id=call.call_id,
         )
-        return asyncio.ensure_future(_store(call, vm, agents))
+        # Kept by the engine: the store must finish even when the caller hangs up meanwhile.
+        return call.engine.spawn(_store(call, vm, agents))
 
     session.start()
     call.log.info("voicemail recording", queue=queue, voicemail_id=voicemail_id)
@@ -246,8 +244,6 @@ async def _record(
                 path.unlink(missing_ok=True)
         if saver is None and result.had_speech:
             saver = store_now()
-            _background.add(saver)
-            saver.add_done_callback(_background.discard)
     if not stored:
         call.hangup("voicemail not stored")
         return TaskResult("failed")
