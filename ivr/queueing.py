@@ -24,6 +24,7 @@ ONE ``loop.call_at`` on ``Acd.get_timer()`` (the aioquic adapter pattern).
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import secrets
 import urllib.error
@@ -85,6 +86,40 @@ def _settings_error(message: str) -> RuntimeError:
     return RuntimeError(message)
 
 
+class SessionState(enum.Enum):
+    """Where a queue session's caller is, as the ACD core knows it."""
+
+    NOT_QUEUED = "not-queued"  # before enqueueing, between queues, after leaving
+    WAITING = "waiting"  # in a queue, hearing hold audio (offers may be ringing)
+    CONNECTED = "connected"  # an agent answered: whisper, then bridged
+
+
+class SessionEvent(enum.Enum):
+    ENQUEUED = "enqueued"
+    AGENT_CONNECTED = "agent-connected"
+    TRANSFERRED_TO_QUEUE = "transferred-to-queue"  # the agent's REFER to a queue
+    LEFT = "left"  # overflow, hang-up, the agent leaving, the end of the session
+
+
+class IllegalSessionTransition(Exception):
+    def __init__(self, state: SessionState, event: SessionEvent) -> None:
+        super().__init__(f"{event.value} is not allowed in queue session state {state.value}")
+        self.state = state
+        self.event = event
+
+
+# The whole queue-session machine; ``_Session.move`` is its only writer.
+SESSION_TRANSITIONS: Mapping[tuple[SessionState, SessionEvent], SessionState] = {
+    (SessionState.NOT_QUEUED, SessionEvent.ENQUEUED): SessionState.WAITING,
+    (SessionState.WAITING, SessionEvent.AGENT_CONNECTED): SessionState.CONNECTED,
+    (SessionState.CONNECTED, SessionEvent.TRANSFERRED_TO_QUEUE): SessionState.WAITING,
+    (SessionState.WAITING, SessionEvent.LEFT): SessionState.NOT_QUEUED,
+    (SessionState.CONNECTED, SessionEvent.LEFT): SessionState.NOT_QUEUED,
+    # Leaving is idempotent (an overflow closes the wait when commanded and when served).
+    (SessionState.NOT_QUEUED, SessionEvent.LEFT): SessionState.NOT_QUEUED,
+}
+
+
 @dataclass(eq=False, kw_only=True)
 class _Session:
     """One caller handed to the queue task (across transfers between queues)."""
@@ -93,7 +128,7 @@ class _Session:
     task: StartTask
     queue: str
     events: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
-    in_acd: str | None = None  # "waiting" | "connected" | None
+    state: SessionState = SessionState.NOT_QUEUED
     enqueued_at: float = 0.0
     offered_at: float | None = None
     answered_at: float | None = None
@@ -110,6 +145,14 @@ class _Session:
     transfers: list[dict[str, Any]] = field(default_factory=list)
     hold_prompt: Prompt | None = None
     finished: bool = False
+
+    def move(self, event: SessionEvent) -> SessionState:
+        """Apply ``event`` by :data:`SESSION_TRANSITIONS`, else raise."""
+        target = SESSION_TRANSITIONS.get((self.state, event))
+        if target is None:
+            raise IllegalSessionTransition(self.state, event)
+        self.state = target
+        return target
 
 
 @dataclass(eq=False, kw_only=True)
@@ -337,7 +380,7 @@ class AcdRuntime:
         now = self._now()
         session.queue = queue
         session.enqueued_at = now
-        session.in_acd = "waiting"
+        session.move(SessionEvent.ENQUEUED)
         call.queue = queue
         request = call.request
         caller_name = request.from_.display_name if request is not None else None
@@ -447,7 +490,7 @@ class AcdRuntime:
     async def _start_hold(self, session: _Session) -> None:
         call = session.call
         session.hold_prompt = await self._hold_prompt(session.queue, session.task.language)
-        if call.rtp is not None and call.bridge is None and session.in_acd == "waiting":
+        if call.rtp is not None and call.bridge is None and session.state is SessionState.WAITING:
             call.rtp.play(session.hold_prompt, loop=True)
 
     async def _announce(self, session: _Session, audio: AudioSource) -> None:
@@ -458,13 +501,13 @@ class AcdRuntime:
             session.call.log.error("announcement unusable", error=str(exc))
             return
         call = session.call
-        if session.in_acd != "waiting" or call.rtp is None or call.bridge is not None:
+        if session.state is not SessionState.WAITING or call.rtp is None or call.bridge is not None:
             return
         hold = session.hold_prompt
 
         def resume() -> None:
             if (
-                session.in_acd == "waiting"
+                session.state is SessionState.WAITING
                 and call.rtp is not None
                 and call.bridge is None
                 and hold is not None
@@ -599,7 +642,7 @@ class AcdRuntime:
             winner.hangup("offer withdrawn")
             return
         offer.won = True
-        session.in_acd = "connected"
+        session.move(SessionEvent.AGENT_CONNECTED)
         session.events.put_nowait(("connected", (winner, offer)))
 
     def _cancel_sip_calls(self, offer: _Offer, *, keep: str | None = None) -> None:
@@ -784,8 +827,8 @@ class AcdRuntime:
             leg.on_reinvite = None
 
     def _connected_ended(self, session: _Session) -> None:
-        if session.in_acd == "connected":
-            session.in_acd = None
+        if session.state is SessionState.CONNECTED:
+            session.move(SessionEvent.LEFT)
             try:
                 self.acd.call_ended(session.call.call_id, self._now())
             except UnknownCall:
@@ -923,7 +966,7 @@ class AcdRuntime:
         self._notify_sipfrag(leg, b"SIP/2.0 200 OK\r\n")
         self._spawn(self._bye_transferor(session, leg))
         if target.kind == "queue":
-            session.in_acd = "waiting"
+            session.move(SessionEvent.TRANSFERRED_TO_QUEUE)
             session.queue = target.value
             session.enqueued_at = now
             call.queue = target.value
@@ -975,17 +1018,17 @@ class AcdRuntime:
     # ---- ending -----------------------------------------------------------------------------
 
     def _close_wait(self, session: _Session) -> None:
-        if session.in_acd == "waiting":
+        if session.state is SessionState.WAITING:
             session.wait_total += self._now() - session.enqueued_at
-        session.in_acd = None
+        session.move(SessionEvent.LEFT)
 
     def _caller_ended(self, session: _Session) -> None:
         """The caller's leg ended (synchronously, before its call record is written)."""
         now = self._now()
         call = session.call
-        if session.in_acd == "waiting":
+        if session.state is SessionState.WAITING:
             session.wait_total += now - session.enqueued_at
-            session.in_acd = None
+            session.move(SessionEvent.LEFT)
             try:
                 self.acd.abandon(call.call_id, now)
             except UnknownCall:
@@ -996,7 +1039,7 @@ class AcdRuntime:
                 wait_seconds=round(now - session.enqueued_at, 3),
             )
             self._kick()
-        elif session.in_acd == "connected":
+        elif session.state is SessionState.CONNECTED:
             if session.bridged_at is None:
                 # Gone during the whisper: the whole wait counts.
                 session.wait_total += now - session.enqueued_at
@@ -1010,15 +1053,15 @@ class AcdRuntime:
         call = session.call
         if session.finished:
             return
-        if session.in_acd == "waiting":
+        if session.state is SessionState.WAITING:
             session.wait_total += self._now() - session.enqueued_at
             try:
                 self.acd.abandon(call.call_id, self._now())
             except UnknownCall:
                 pass
-            session.in_acd = None
+            session.move(SessionEvent.LEFT)
             self._kick()
-        elif session.in_acd == "connected":
+        elif session.state is SessionState.CONNECTED:
             self._unbridge(session)
             self._connected_ended(session)
         self._write_metrics(session)

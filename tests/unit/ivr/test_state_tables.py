@@ -18,6 +18,12 @@ from ivr.monitoring import (
     MonitorEvent,
     MonitorState,
 )
+from ivr.queueing import (
+    SESSION_TRANSITIONS,
+    IllegalSessionTransition,
+    SessionEvent,
+    SessionState,
+)
 from sipstack.transaction import Flow
 
 
@@ -88,4 +94,24 @@ def test_the_monitor_table() -> None:
     assert MonitorState.ACTIVE == "active" and str(MonitorState.FAILED) == "failed"
     assert IllegalMonitorTransition(MonitorState.FAILED, MonitorEvent.ATTACHED).state is (
         MonitorState.FAILED
+    )
+
+
+def test_the_queue_session_table() -> None:
+    assert SESSION_TRANSITIONS == {
+        (SessionState.NOT_QUEUED, SessionEvent.ENQUEUED): SessionState.WAITING,
+        (SessionState.WAITING, SessionEvent.AGENT_CONNECTED): SessionState.CONNECTED,
+        (SessionState.CONNECTED, SessionEvent.TRANSFERRED_TO_QUEUE): SessionState.WAITING,
+        (SessionState.WAITING, SessionEvent.LEFT): SessionState.NOT_QUEUED,
+        (SessionState.CONNECTED, SessionEvent.LEFT): SessionState.NOT_QUEUED,
+        (SessionState.NOT_QUEUED, SessionEvent.LEFT): SessionState.NOT_QUEUED,
+    }
+    # Every state can be left (a hang-up may come at any time), and only a waiting caller
+    # can be connected to an agent.
+    assert all((state, SessionEvent.LEFT) in SESSION_TRANSITIONS for state in SessionState)
+    assert [k[0] for k in SESSION_TRANSITIONS if k[1] is SessionEvent.AGENT_CONNECTED] == [
+        SessionState.WAITING
+    ]
+    assert IllegalSessionTransition(SessionState.WAITING, SessionEvent.ENQUEUED).event is (
+        SessionEvent.ENQUEUED
     )
