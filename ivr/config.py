@@ -45,6 +45,7 @@ from ivr.roles import RoleConfig, UserConfig
 from ivr.store import StoreSettings
 from ivr.yamlloc import (
     ConfigError,
+    ConfigPath,
     DocPath,
     LocatedDocument,
     Problem,
@@ -192,7 +193,6 @@ def _section() -> Any:
 
 IP = Annotated[IPAddress, BeforeValidator(_parse_ip)]
 CIDR = Annotated[IPNetwork, BeforeValidator(_parse_cidr)]
-ConfigPath = Annotated[Path, AfterValidator(resolve_in_context)]
 ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
 HeaderText = Annotated[str, Field(min_length=1), AfterValidator(no_control_chars)]
 Port = Annotated[int, Field(ge=1, le=65535)]

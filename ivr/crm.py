@@ -28,14 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.message import Message
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ivr.outbox import Delivery, DeliveryRejected, DeliveryRetryable
-from ivr.yamlloc import resolve_path
+from ivr.yamlloc import ConfigPath
 
 __all__ = [
     "CrmSettings",
@@ -61,7 +60,7 @@ class CrmSettings(BaseModel):
     api_key_prefix: str = "Bearer "
     timeout_seconds: float = Field(default=30.0, gt=0)
     verify_tls: bool = True
-    ca_file: Path | None = None
+    ca_file: ConfigPath | None = None
     extra_headers: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("url")
@@ -78,14 +77,6 @@ class CrmSettings(BaseModel):
         if not value or any(ch in value for ch in " :\r\n\t"):
             raise ValueError(f"{value!r} is not a valid header name")
         return value
-
-    @field_validator("ca_file")
-    @classmethod
-    def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        base = (info.context or {}).get("base_dir")
-        return resolve_path(value, Path(base) if base is not None else None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,15 +21,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 import aiomqtt
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ivr.logs import get_logger
 from ivr.outbox import BackoffSettings, backoff_delay
-from ivr.yamlloc import resolve_path
+from ivr.yamlloc import ConfigPath
 
 __all__ = [
     "AgentStateChanged",
@@ -63,7 +62,7 @@ class MqttSettings(BaseModel):
     topic_prefix: str = "switchhook"
     client_id: str | None = None  # default: "switchhook-<node>"
     tls: bool = False
-    ca_file: Path | None = None
+    ca_file: ConfigPath | None = None
     tls_insecure: bool = False  # skip certificate checks (test brokers only)
     keepalive_seconds: int = Field(default=30, ge=5)
     publish_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -88,14 +87,6 @@ class MqttSettings(BaseModel):
                 f"{value!r} is not a valid topic prefix (no wildcards, no leading/trailing '/')"
             )
         return value
-
-    @field_validator("ca_file")
-    @classmethod
-    def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        if value is None:
-            return None
-        base = (info.context or {}).get("base_dir")
-        return resolve_path(value, Path(base) if base is not None else None)
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from ivr.yamlloc import resolve_path
+from ivr.yamlloc import ConfigPath
 from sipstack.registrar import Binding
 from sipstack.transaction import Flow
 
@@ -63,18 +63,12 @@ class StoreSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # Defaults are validated too, so they resolve against the config file's directory.
-    path: Path = Field(Path("var/switchhook.db"), validate_default=True)
+    path: ConfigPath = Field(Path("var/switchhook.db"), validate_default=True)
     # Directory for audio the engine keeps (voicemails, recordings waiting for the CRM).
-    audio_dir: Path = Field(Path("var/audio"), validate_default=True)
+    audio_dir: ConfigPath = Field(Path("var/audio"), validate_default=True)
     # Upper bound on the database file; a write beyond it fails with reason "disk_full"
     # instead of filling the disk the audio also lives on. None: no cap.
     max_size_mb: int | None = Field(default=None, ge=1)
-
-    @field_validator("path", "audio_dir")
-    @classmethod
-    def _relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
-        base = (info.context or {}).get("base_dir")
-        return resolve_path(value, Path(base) if base is not None else None)
 
 
 # --------------------------------------------------------------------------------------------

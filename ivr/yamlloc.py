@@ -18,10 +18,10 @@ import types
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, NoReturn, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ValidationError, ValidationInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "MAX_NODES",
     "ConfigError",
+    "ConfigPath",
     "DocPath",
     "LocatedDocument",
     "Location",
@@ -654,3 +655,9 @@ def resolve_path(value: str | os.PathLike[str], base_dir: Path | None) -> Path:
     if base_dir is not None and not path.is_absolute():
         path = base_dir / path
     return Path(os.path.normpath(path))
+
+
+# A path in a config model, relative paths resolved against the config file's directory (the
+# ``base_dir`` of the validation context). Give a default ``validate_default=True`` so the
+# default resolves too.
+ConfigPath = Annotated[Path, AfterValidator(resolve_in_context)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
-from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -29,6 +28,7 @@ from pydantic import (
 )
 
 from ivr.yamlloc import (
+    ConfigPath,
     DocPath,
     LocatedDocument,
     Problem,
@@ -36,7 +36,6 @@ from ivr.yamlloc import (
     located_error,
     merge_errors,
     no_control_chars,
-    resolve_in_context,
 )
 
 __all__ = [
@@ -118,7 +117,7 @@ class Prompt(_Model):
     """Text to speak (``tts``) or an audio file (``file``, relative to the config file)."""
 
     tts: Annotated[str, Field(min_length=1)] | None = None
-    file: Annotated[Path, AfterValidator(resolve_in_context)] | None = None
+    file: ConfigPath | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Self:

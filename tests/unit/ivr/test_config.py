@@ -132,6 +132,21 @@ def test_empty_file_is_valid(tmp_path: Path) -> None:
     assert settings.media.prompts_dir == tmp_path / "prompts"
 
 
+def test_store_crm_and_mqtt_paths_resolve_against_the_config_directory(tmp_path: Path) -> None:
+    text = (
+        "store: {audio_dir: /srv/audio}\n"
+        "crm: {url: 'https://crm.example.com/hook', api_key: k, ca_file: certs/crm.pem}\n"
+        "mqtt: {host: broker, ca_file: ../mqtt-ca.pem}\n"
+    )
+    settings = load_settings(write(tmp_path, text))
+    assert settings.store.path == tmp_path / "var" / "switchhook.db"  # the default, too
+    assert settings.store.audio_dir == Path("/srv/audio")
+    assert settings.crm is not None and settings.crm.ca_file == tmp_path / "certs" / "crm.pem"
+    assert settings.mqtt is not None and settings.mqtt.ca_file == tmp_path.parent / "mqtt-ca.pem"
+    bare = load_settings(write(tmp_path, "crm: {url: 'https://crm.example.com/hook', api_key: k}"))
+    assert bare.crm is not None and bare.crm.ca_file is None
+
+
 def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, ""))
     with pytest.raises(ValueError):
