@@ -286,10 +286,10 @@ class Outbox:
                 created_at=self._now(),
             )
             if voicemail is not None:
-                item_id = await self._store.add_voicemail(voicemail, crm=item)
+                item_id = await self._store.voicemails.add(voicemail, crm=item)
                 assert item_id is not None
             else:
-                item_id = await self._store.enqueue(item)
+                item_id = await self._store.outbox.enqueue(item)
         except (StoreError, OSError):
             for path in created:
                 path.unlink(missing_ok=True)
@@ -305,7 +305,7 @@ class Outbox:
 
     async def requeue(self, item_id: int) -> bool:
         """Retry a ``failed`` item now (after the CRM side was fixed)."""
-        done = await self._store.outbox_requeue(item_id, self._now())
+        done = await self._store.outbox.requeue(item_id, self._now())
         if done:
             self._wake.set()
         return done
@@ -315,11 +315,11 @@ class Outbox:
     async def run_once(self) -> float | None:
         """Deliver every item due now; return seconds until the next one is due (None when
         nothing is pending)."""
-        for item in await self._store.due_outbox(self._now()):
+        for item in await self._store.outbox.due(self._now()):
             if self._stopping:
                 break
             await self._deliver(item)
-        due = await self._store.next_outbox_due()
+        due = await self._store.outbox.next_due()
         return None if due is None else max(0.0, due - self._now())
 
     async def _deliver(self, item: OutboxItem) -> None:
@@ -359,10 +359,10 @@ class Outbox:
                     )
                 )
                 # Progress first, then the file: a crash in between re-sends nothing.
-                await self._store.outbox_part_acked(item.id, index + 1, self._now())
+                await self._store.outbox.set_parts_acked(item.id, index + 1, self._now())
                 part.unlink(missing_ok=True)
         except DeliveryRejected as error:
-            await self._store.outbox_failed(
+            await self._store.outbox.mark_failed(
                 item.id, attempts=attempt, error=str(error), now=self._now()
             )
             log.error("outbox_rejected", error=str(error), status=error.status)
@@ -372,7 +372,7 @@ class Outbox:
             if error.retry_after is not None:
                 delay = max(delay, min(error.retry_after, self._settings.retry_after_max_seconds))
             now = self._now()
-            await self._store.outbox_retry(
+            await self._store.outbox.retry_later(
                 item.id, attempts=attempt, next_attempt_at=now + delay, error=str(error), now=now
             )
             log.warning(
@@ -382,7 +382,7 @@ class Outbox:
                 retry_after=error.retry_after,
             )
             return
-        await self._store.outbox_done(item.id, self._now())
+        await self._store.outbox.mark_done(item.id, self._now())
         log.info("outbox_delivered", parts=count)
 
     # -- retention -----------------------------------------------------------------------
@@ -391,7 +391,7 @@ class Outbox:
         """Delete every item older than the retention period with its remaining files;
         returns their ids. Undelivered ones are logged as ``outbox_expired``."""
         cutoff = self._now() - self._settings.retention_days * SECONDS_PER_DAY
-        old = await self._store.outbox_older_than(cutoff)
+        old = await self._store.outbox.older_than(cutoff)
         if not old:
             return []
         loop = asyncio.get_running_loop()
@@ -410,7 +410,7 @@ class Outbox:
                     age_days=round((self._now() - item.created_at) / SECONDS_PER_DAY, 2),
                 )
         ids = [item.id for item in old]
-        await self._store.outbox_delete(ids)
+        await self._store.outbox.delete(ids)
         return ids
 
     # -- the loop ------------------------------------------------------------------------

@@ -271,13 +271,13 @@ def test_crm_down_twice_then_delivered_with_the_api_key(crm: Crm, tmp_path: Path
             task = asyncio.create_task(outbox.run())
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
-                item = await store.outbox_item(item_id)
+                item = await store.outbox.get(item_id)
                 if item is not None and item.state != "pending":
                     break
                 await asyncio.sleep(0.02)
             outbox.stop()
             await asyncio.wait_for(task, 10)
-            item = await store.outbox_item(item_id)
+            item = await store.outbox.get(item_id)
             assert item is not None and (item.state, item.attempts) == ("done", 3)
         client.close()
 
@@ -346,12 +346,12 @@ def test_rejection_is_permanent_and_retry_after_is_honoured(crm: Crm, tmp_path: 
             outbox = Outbox(store, client, now=lambda: now[0])
             rejected = await outbox.enqueue("call_record", {"call_id": "bad"})
             await outbox.run_once()
-            item = await store.outbox_item(rejected)
+            item = await store.outbox.get(rejected)
             assert item is not None and item.state == "failed"
             assert item.last_error == "CRM answered 400: try later"
             limited = await outbox.enqueue("call_record", {"call_id": "later"})
             assert await outbox.run_once() == pytest.approx(120.0)
-            item = await store.outbox_item(limited)
+            item = await store.outbox.get(limited)
             assert item is not None and item.state == "pending"
         client.close()
 
@@ -370,7 +370,7 @@ def test_unreachable_crm_is_retried(tmp_path: Path) -> None:
             outbox = Outbox(store, client)
             item_id = await outbox.enqueue("call_record", {})
             assert await outbox.run_once() is not None
-            item = await store.outbox_item(item_id)
+            item = await store.outbox.get(item_id)
             assert item is not None and item.state == "pending"
             assert item.last_error is not None and "unreachable" in item.last_error
         client.close()

@@ -157,7 +157,7 @@ def test_retries_follow_the_backoff_schedule_then_deliver(tmp_path: Path) -> Non
             crm.on_ack = lambda _d: outbox.stop()
             item_id = await outbox.enqueue("recording", {"call_id": "c1"}, [wav])
             await asyncio.wait_for(outbox.run(), timeout=5)
-            item = await store.outbox_item(item_id)
+            item = await store.outbox.get(item_id)
             assert item is not None
             assert (item.state, item.attempts, item.last_error) == ("done", 4, None)
             assert [d.attempt for d in crm.calls] == [1, 2, 3, 4]
@@ -185,7 +185,7 @@ def test_retry_after_is_honoured_and_capped(tmp_path: Path) -> None:
             assert await outbox.run_once() == pytest.approx(120.0)
             clock.t += 120.0
             assert await outbox.run_once() == pytest.approx(600.0)
-            item = await store.outbox_item(item_id)
+            item = await store.outbox.get(item_id)
             assert item is not None and item.state == "pending" and item.attempts == 2
 
     run(scenario)
@@ -203,7 +203,7 @@ def test_rejection_is_permanent_and_visible(tmp_path: Path) -> None:
             item_id = await outbox.enqueue("voicemail", {"queue": "x"}, [wav])
             with capture_logs() as logs:
                 assert await outbox.run_once() is None  # nothing left pending
-            item = await store.outbox_item(item_id)
+            item = await store.outbox.get(item_id)
             assert item is not None
             assert (item.state, item.last_error) == ("failed", "CRM answered 422: bad queue")
             assert wav.exists()  # kept for the admin
@@ -213,7 +213,7 @@ def test_rejection_is_permanent_and_visible(tmp_path: Path) -> None:
             assert len(crm.calls) == 1  # never retried on its own
             assert await outbox.requeue(item_id)
             await outbox.run_once()
-            assert (await store.outbox_item(item_id)).state == "done"  # type: ignore[union-attr]
+            assert (await store.outbox.get(item_id)).state == "done"  # type: ignore[union-attr]
             assert not wav.exists()
 
     run(scenario)
@@ -232,7 +232,7 @@ def test_large_files_go_as_ordered_parts_and_resume_after_a_failed_part(tmp_path
             outbox = make_outbox(store, crm, clock, split_mb=1000 / 2**20)
             item_id = await outbox.enqueue("recording", {"call_id": "c1"}, [big])
             assert not big.exists()  # now represented by its parts
-            item = await store.outbox_item(item_id)
+            item = await store.outbox.get(item_id)
             assert item is not None and [p.name for p in item.files] == [
                 "rec.wav.part001of003",
                 "rec.wav.part002of003",
@@ -240,10 +240,10 @@ def test_large_files_go_as_ordered_parts_and_resume_after_a_failed_part(tmp_path
             ]
             delay = await outbox.run_once()  # part 1 acked, part 2 fails
             assert not item.files[0].exists() and item.files[1].exists()
-            assert (await store.outbox_item(item_id)).parts_acked == 1  # type: ignore[union-attr]
+            assert (await store.outbox.get(item_id)).parts_acked == 1  # type: ignore[union-attr]
             clock.t += delay or 0
             await outbox.run_once()
-            assert (await store.outbox_item(item_id)).state == "done"  # type: ignore[union-attr]
+            assert (await store.outbox.get(item_id)).state == "done"  # type: ignore[union-attr]
             assert not any(p.exists() for p in item.files)
 
     run(scenario)
@@ -305,8 +305,8 @@ def test_voicemail_row_and_crm_item_commit_together(tmp_path: Path) -> None:
         async with await Store.open(tmp_path / "s.db") as store:
             outbox = make_outbox(store, FakeCrm(), clock)
             item_id = await outbox.enqueue("voicemail", {"voicemail_id": "vm-1"}, voicemail=vm)
-            assert await store.voicemail("vm-1") == vm
-            assert (await store.outbox_item(item_id)) is not None
+            assert await store.voicemails.get("vm-1") == vm
+            assert (await store.outbox.get(item_id)) is not None
 
     run(scenario)
 
@@ -332,9 +332,9 @@ def test_retention_expires_old_items_with_their_files(tmp_path: Path) -> None:
             clock.t += 1.0
             with capture_logs() as logs:
                 assert await outbox.sweep() == [old_id]
-            assert await store.outbox_item(old_id) is None
+            assert await store.outbox.get(old_id) is None
             assert not old_wav.exists()
-            assert new_wav.exists() and await store.outbox_item(new_id) is not None
+            assert new_wav.exists() and await store.outbox.get(new_id) is not None
             expired = [e for e in logs if e["event"] == "outbox_expired"]
             assert len(expired) == 1 and expired[0]["log_level"] == "warning"
             assert expired[0]["outbox_id"] == old_id
@@ -377,7 +377,7 @@ def test_pending_items_resume_after_the_objects_are_dropped(tmp_path: Path) -> N
     async def second_life() -> None:
         async with await Store.open(tmp_path / "s.db") as store:
             await make_outbox(store, crm, clock).run_once()
-            assert (await store.outbox_item(item_id)).state == "done"  # type: ignore[union-attr]
+            assert (await store.outbox.get(item_id)).state == "done"  # type: ignore[union-attr]
 
     run(second_life)
     assert crm.bodies == [b"audio"] and crm.calls[0].attempt == 2
