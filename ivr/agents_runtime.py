@@ -89,7 +89,7 @@ class AgentPhones:
             return
         if engine.store is not None:
             try:
-                stored = await engine.store.registrations(now=time.time())
+                stored = await engine.store.registrations.find(now=time.time())
             except StoreError as exc:
                 log.error("registrations not restored", error=str(exc))
                 stored = []
@@ -167,7 +167,7 @@ class AgentPhones:
             log.info("registration expired", agent=agent_id)
             self._changed(agent_id)
         if gone and self.engine.store is not None:
-            self._background(self.engine.store.purge_expired_registrations(time.time()))
+            self._background(self.engine.store.registrations.purge_expired(time.time()))
         self._arm_sweep()
 
     def _background(self, work: Any) -> None:
@@ -268,13 +268,13 @@ class AgentPhones:
         for binding in result.added:
             if store is not None:
                 self._background(
-                    store.put_registration(
+                    store.registrations.put(
                         Registration.from_binding(binding, mono_now=now, wall_now=wall)
                     )
                 )
         for binding in result.removed:
             if store is not None:
-                self._background(store.delete_registration(binding.aor, binding.contact))
+                self._background(store.registrations.delete(binding.aor, binding.contact))
         contacts = len(self.bindings(agent.id))
         bound.info(
             "agent registered" if contacts else "agent unregistered",

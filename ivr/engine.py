@@ -826,7 +826,7 @@ class Engine:
             **call.metrics,
         )
         try:
-            await self.store.add_call_record(record)
+            await self.store.calls.add(record)
         except StoreError as exc:
             log.error("call record not stored", call_id=call.call_id, error=str(exc))
 

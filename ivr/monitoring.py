@@ -712,7 +712,7 @@ class Supervision:
 
         async def write() -> None:
             try:
-                await store.add_audit(entry)
+                await store.audit.add(entry)
             except StoreError as exc:
                 log.error("audit not stored", action=action, call_id=call.call_id, error=str(exc))
 

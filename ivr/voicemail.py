@@ -295,7 +295,7 @@ async def _store(call: Call, vm: Voicemail, agents: tuple[str, ...]) -> bool:
         else:
             if engine.store is None:
                 raise StoreError("the store is not running", operation="add_voicemail")
-            await engine.store.add_voicemail(vm)
+            await engine.store.voicemails.add(vm)
             crm = False
     except (StoreError, OSError) as exc:
         # The WAV stays on disk; the error says where for the operator to recover it.

@@ -300,7 +300,7 @@ async def audit(api: AdminApi, request: Request) -> ApiResponse:
     if store is None:
         return ApiResponse(200, {"audit": []})
     since = request.query.get("since")
-    entries = await store.audit(
+    entries = await store.audit.find(
         call_id=request.query.get("call_id"), since=float(since) if since else None
     )
     return ApiResponse(
