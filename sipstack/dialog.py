@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -10,12 +9,6 @@ from .errors import RemoteProtocolError
 from .message import Request, Response
 from .transaction import Flow
 from .uri import NameAddr, Uri
-
-
-class DialogState(enum.Enum):
-    EARLY = "early"
-    CONFIRMED = "confirmed"
-    TERMINATED = "terminated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +31,6 @@ class Dialog:
     remote_seq: int | None
     flow: Flow
     secure: bool = False
-    state: DialogState = DialogState.EARLY
     local_contact: str = ""
     extra: dict[str, object] = field(default_factory=dict)
 

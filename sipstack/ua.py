@@ -17,13 +17,14 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import cast
 
 from . import auth
 from . import transaction as tx
-from .dialog import Dialog, DialogState
+from .dialog import Dialog
 from .errors import LocalProtocolError, ParseError, RemoteProtocolError, SipError
 from .message import (
     DEFAULT_LIMITS,
@@ -180,29 +181,71 @@ class LegState(enum.Enum):
     TERMINATED = "terminated"
 
 
-L = LegState
-#: legal leg transitions (one table, per STYLE.md); anything else is a LocalProtocolError.
-LEG_TRANSITIONS: frozenset[tuple[LegState, LegState]] = frozenset(
+class LegCause(enum.Enum):
+    """Why a leg moves: what the UA sent or received (the inputs of :data:`LEG_TRANSITIONS`)."""
+
+    SENT_1XX = "sent 1xx"  # UAS: ring()
+    SENT_2XX = "sent 2xx"  # UAS: answer()
+    SENT_FAILURE = "sent 3xx-6xx"  # UAS: reject(), or hangup() before answering
+    GOT_CANCEL = "got CANCEL"  # UAS: 487 sent (§9.2)
+    GOT_ACK = "got ACK"  # UAS: the ACK for our 2xx
+    NO_ACK = "no ACK"  # UAS: 64*T1 of 2xx retransmissions without an ACK (§13.3.1.4)
+    GOT_1XX = "got 1xx"  # UAC
+    GOT_2XX = "got 2xx"  # UAC: the first 2xx (ACKed by the UA)
+    GOT_FAILURE = "got 3xx-6xx"  # UAC (a challenge the UA answers is not one)
+    TIMED_OUT = "INVITE timed out"  # UAC: Timer B
+    SENT_BYE = "sent BYE"
+    GOT_BYE = "got BYE"
+    BYE_ANSWERED = "BYE answered"  # our BYE got its final response
+    BYE_TIMED_OUT = "BYE timed out"  # our BYE got none (Timer F)
+    ABORTED = "aborted"  # the request driving the leg could not be processed (error sent)
+
+
+L, C = LegState, LegCause
+#: (state, cause) -> next state: the one table for legs (per STYLE.md); anything else raises
+#: LocalProtocolError from :meth:`Leg.move`, its only writer.
+LEG_TRANSITIONS: Mapping[tuple[LegState, LegCause], LegState] = MappingProxyType(
     {
-        (L.INCOMING, L.EARLY),
-        (L.INCOMING, L.ANSWERED),
-        (L.INCOMING, L.TERMINATED),
-        (L.EARLY, L.EARLY),
-        (L.EARLY, L.ANSWERED),
-        (L.EARLY, L.TERMINATED),
-        (L.EARLY, L.CONFIRMED),
-        (L.CALLING, L.EARLY),
-        (L.CALLING, L.CONFIRMED),
-        (L.CALLING, L.TERMINATED),
-        (L.ANSWERED, L.CONFIRMED),
-        (L.ANSWERED, L.TERMINATING),
-        (L.ANSWERED, L.TERMINATED),
-        (L.CONFIRMED, L.TERMINATING),
-        (L.CONFIRMED, L.TERMINATED),
-        (L.TERMINATING, L.TERMINATED),
+        # ---- UAS (§13.3.1) ----------------------------------------------------------------
+        (L.INCOMING, C.SENT_1XX): L.EARLY,
+        (L.EARLY, C.SENT_1XX): L.EARLY,
+        (L.INCOMING, C.SENT_2XX): L.ANSWERED,
+        (L.EARLY, C.SENT_2XX): L.ANSWERED,
+        (L.INCOMING, C.SENT_FAILURE): L.TERMINATED,
+        (L.EARLY, C.SENT_FAILURE): L.TERMINATED,
+        # §9.2: "the UAS SHOULD respond to the INVITE with a 487 (Request Terminated)."
+        (L.INCOMING, C.GOT_CANCEL): L.TERMINATED,
+        (L.EARLY, C.GOT_CANCEL): L.TERMINATED,
+        (L.ANSWERED, C.GOT_ACK): L.CONFIRMED,
+        # §13.3.1.4: "If the server retransmits the 2xx response for 64*T1 seconds without
+        # receiving an ACK, the dialog is confirmed, but the session SHOULD be terminated.
+        # This is accomplished with a BYE" (SENT_BYE follows).
+        (L.ANSWERED, C.NO_ACK): L.CONFIRMED,
+        # ---- UAC (§13.2.2) ----------------------------------------------------------------
+        (L.CALLING, C.GOT_1XX): L.EARLY,
+        (L.EARLY, C.GOT_1XX): L.EARLY,
+        (L.CALLING, C.GOT_2XX): L.CONFIRMED,
+        (L.EARLY, C.GOT_2XX): L.CONFIRMED,
+        (L.CALLING, C.GOT_FAILURE): L.TERMINATED,
+        (L.EARLY, C.GOT_FAILURE): L.TERMINATED,
+        (L.CALLING, C.TIMED_OUT): L.TERMINATED,
+        (L.EARLY, C.TIMED_OUT): L.TERMINATED,
+        # ---- both sides (§15) -------------------------------------------------------------
+        # BYE is only sent once confirmed: §15 "the callee's UA MUST NOT send a BYE on a
+        # confirmed dialog until it has received an ACK for its 2xx response or until the
+        # server transaction times out" (hangup() in ANSWERED waits, see bye_pending).
+        (L.CONFIRMED, C.SENT_BYE): L.TERMINATING,
+        # The caller may send BYE before its ACK arrived (ANSWERED), or while our own BYE is
+        # on its way (TERMINATING).
+        (L.ANSWERED, C.GOT_BYE): L.TERMINATED,
+        (L.CONFIRMED, C.GOT_BYE): L.TERMINATED,
+        (L.TERMINATING, C.GOT_BYE): L.TERMINATED,
+        (L.TERMINATING, C.BYE_ANSWERED): L.TERMINATED,
+        (L.TERMINATING, C.BYE_TIMED_OUT): L.TERMINATED,
+        **{(state, C.ABORTED): L.TERMINATED for state in L if state is not L.TERMINATED},
     }
 )
-del L
+del L, C
 
 
 @dataclass(slots=True, eq=False)
@@ -224,10 +267,15 @@ class Leg:
     auth_attempts: int = 0
     client_requests: dict[int, str] = field(default_factory=dict)  # txn id -> method
 
-    def move(self, state: LegState) -> None:
-        if (self.state, state) not in LEG_TRANSITIONS:
-            raise LocalProtocolError(f"leg {self.id}: {self.state.value} -> {state.value}")
+    def move(self, cause: LegCause) -> LegState:
+        """Take the :data:`LEG_TRANSITIONS` row for ``cause`` (the only writer of ``state``)."""
+        state = LEG_TRANSITIONS.get((self.state, cause))
+        if state is None:
+            raise LocalProtocolError(
+                f"leg {self.id}: no move from {self.state.value} on {cause.value}"
+            )
         self.state = state
+        return state
 
 
 @dataclass(slots=True)
@@ -361,7 +409,7 @@ class UserAgent:
         if body:
             extra.append(("Content-Type", content_type))
         self._respond_invite(leg, status_code, None, extra, body, now)
-        leg.move(LegState.EARLY)
+        leg.move(LegCause.SENT_1XX)
 
     def answer(
         self,
@@ -384,9 +432,8 @@ class UserAgent:
             local_contact=contact,
             local_seq=self.rng.randrange(1, 2**16),
         )
-        leg.dialog.state = DialogState.CONFIRMED
         self._legs_by_dialog[_dialog_key(leg.dialog)] = leg.id
-        leg.move(LegState.ANSWERED)
+        leg.move(LegCause.SENT_2XX)
         self._start_2xx_retransmission(leg, response, now)
 
     def reject(
@@ -402,7 +449,7 @@ class UserAgent:
         if status_code < 300:
             raise LocalProtocolError("reject() needs a 3xx-6xx status")
         self._respond_invite(leg, status_code, reason, list(headers), b"", now)
-        self._end_leg(leg)
+        self._end_leg(leg, LegCause.SENT_FAILURE)
 
     def respond(
         self,
@@ -672,7 +719,7 @@ class UserAgent:
         ):
             # §9.2: the UAS SHOULD respond to the INVITE with 487 (Request Terminated).
             self._respond_invite(leg, 487, None, [], b"", now)
-            self._end_leg(leg)
+            self._end_leg(leg, LegCause.GOT_CANCEL)
             self._events.append(InviteCancelled(leg_id=leg.id))
 
     def _on_in_dialog(self, request: Request, tid: int, now: float) -> None:
@@ -690,7 +737,7 @@ class UserAgent:
         if method == "BYE":
             self.respond(tid, 200, now)
             self._stop_2xx_for_leg(leg)
-            self._end_leg(leg)
+            self._end_leg(leg, LegCause.GOT_BYE)
             self._events.append(
                 CallTerminated(leg_id=leg.id, ended_by=EndedBy.REMOTE, reason="BYE")
             )
@@ -731,7 +778,7 @@ class UserAgent:
             return  # retransmitted ACK
         self._heap.cancel(("2xx", (ack.call_id, ack.cseq.number)))
         if leg.state is LegState.ANSWERED:
-            leg.move(LegState.CONFIRMED)
+            leg.move(LegCause.GOT_ACK)
             self._events.append(CallEstablished(leg_id=leg.id))
             if leg.bye_pending:
                 self._send_bye(leg, now, None)
@@ -750,7 +797,7 @@ class UserAgent:
             self._on_invite_response(leg, response, event.flow, now)
         elif method == "BYE":
             if response.status_code >= 200:
-                self._end_leg(leg)
+                self._end_leg(leg, LegCause.BYE_ANSWERED)
                 self._events.append(
                     CallTerminated(
                         leg_id=leg.id, ended_by=EndedBy.LOCAL, reason=f"BYE {response.status_code}"
@@ -769,8 +816,7 @@ class UserAgent:
     def _on_invite_response(self, leg: Leg, response: Response, flow: Flow, now: float) -> None:
         code = response.status_code
         if code < 200:
-            if leg.state is LegState.CALLING:
-                leg.move(LegState.EARLY)
+            leg.move(LegCause.GOT_1XX)
             if leg.cancel_pending:
                 leg.cancel_pending = False
                 self.cancel(leg.id, now)
@@ -778,11 +824,10 @@ class UserAgent:
         elif code < 300:
             if leg.dialog is None:
                 leg.dialog = Dialog.as_uac(leg.invite, response, flow=leg.flow)
-                leg.dialog.state = DialogState.CONFIRMED
                 self._legs_by_dialog[_dialog_key(leg.dialog)] = leg.id
             self._send_ack(leg, leg.invite.cseq.number, now)
-            if leg.state in (LegState.CALLING, LegState.EARLY):
-                leg.move(LegState.CONFIRMED)
+            if leg.state in (LegState.CALLING, LegState.EARLY):  # not a 2xx retransmission
+                leg.move(LegCause.GOT_2XX)
                 self._events.append(CallEstablished(leg_id=leg.id, response=response))
                 if leg.cancelled:
                     # §9.1: CANCEL lost the race against the 2xx: the call must be ended.
@@ -790,7 +835,7 @@ class UserAgent:
         else:
             if code in (401, 407) and self._retry_with_credentials(leg, response, now):
                 return
-            self._end_leg(leg)
+            self._end_leg(leg, LegCause.GOT_FAILURE)
             self._events.append(
                 CallFailed(
                     leg_id=leg.id, status_code=code, reason=response.reason, response=response
@@ -852,12 +897,12 @@ class UserAgent:
         if leg is None:
             return
         if event.transaction_id == leg.invite_transaction:
-            self._end_leg(leg)
+            self._end_leg(leg, LegCause.TIMED_OUT)
             self._events.append(
                 CallFailed(leg_id=leg.id, status_code=408, reason="Request Timeout")
             )
         elif event.method == "BYE":
-            self._end_leg(leg)
+            self._end_leg(leg, LegCause.BYE_TIMED_OUT)
             self._events.append(
                 CallTerminated(leg_id=leg.id, ended_by=EndedBy.LOCAL, reason="BYE timed out")
             )
@@ -899,7 +944,7 @@ class UserAgent:
             # §13.3.1.4: no ACK for 64*T1 -> the session SHOULD be terminated with BYE.
             del self._pending_2xx[key]
             if leg is not None and leg.state is LegState.ANSWERED:
-                leg.move(LegState.CONFIRMED)
+                leg.move(LegCause.NO_ACK)
                 self._send_bye(leg, now, "no ACK", ended_by=EndedBy.NO_ACK)
             return
         self.transactions.send_stateless(pending.data, pending.flow)
@@ -947,7 +992,7 @@ class UserAgent:
         txn_id = self.transactions.send_request(bye, self._dialog_flow(leg.dialog), now)
         leg.client_requests[txn_id] = "BYE"
         self._leg_by_client_txn[txn_id] = leg.id
-        leg.move(LegState.TERMINATING)
+        leg.move(LegCause.SENT_BYE)
         if ended_by is EndedBy.NO_ACK:
             self._events.append(
                 CallTerminated(
@@ -956,14 +1001,13 @@ class UserAgent:
             )
             leg.client_requests[txn_id] = "BYE-noack"
 
-    def _end_leg(self, leg: Leg) -> None:
+    def _end_leg(self, leg: Leg, cause: LegCause) -> None:
         if leg.state is LegState.TERMINATED:
             return
-        leg.state = LegState.TERMINATED
+        leg.move(cause)
         self._stop_2xx_for_leg(leg)
         self._legs.pop(leg.id, None)
         if leg.dialog is not None:
-            leg.dialog.state = DialogState.TERMINATED
             self._legs_by_dialog.pop(_dialog_key(leg.dialog), None)
         # Client transactions still running (BYE) keep their mapping until they end, so a
         # late response finds nothing and is ignored.
@@ -1015,7 +1059,7 @@ class UserAgent:
             return
         leg_id = self._leg_by_server_txn.pop(tid, None)
         if leg_id is not None and (leg := self._legs.get(leg_id)) is not None:
-            self._end_leg(leg)
+            self._end_leg(leg, LegCause.ABORTED)
         try:
             response = make_response(
                 txn.request,
