@@ -268,7 +268,7 @@ def test_scalarlg_response_is_parsed_and_dropped() -> None:
     rejects it; the UA drops it silently (never answers a response)."""
     msg = parse_message_or_error("scalarlg")
     assert isinstance(msg, ParseError) and msg.answerable is None
-    ua, sent, events = feed("scalarlg")
+    _ua, sent, _events = feed("scalarlg")
     assert sent == []
 
 

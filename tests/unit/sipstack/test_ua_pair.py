@@ -204,7 +204,7 @@ def parsed(data: bytes) -> Request | Response:
 
 def test_basic_call_and_bye_from_caller() -> None:
     p = Pair()
-    leg_a, leg_b = p.establish()
+    leg_a, _leg_b = p.establish()
     assert [s.first_line.split(" ")[0] for s in p.log] == [
         "INVITE",
         "SIP/2.0",
@@ -233,7 +233,7 @@ def test_basic_call_and_bye_from_caller() -> None:
 
 def test_bye_from_callee() -> None:
     p = Pair()
-    leg_a, leg_b = p.establish()
+    _leg_a, leg_b = p.establish()
     p.b.hangup(leg_b, p.now)
     p.pump()
     assert p.of("a", CallTerminated)[0].ended_by is EndedBy.REMOTE
@@ -520,7 +520,7 @@ def test_reinvite_from_callee_with_lost_200() -> None:
     """The caller's side answers a re-INVITE: its 2xx retransmissions go to the callee (the
     re-INVITE's Via), and each duplicate 200 reaching the callee is ACKed but reported once."""
     p = Pair(loss=drop("a", "SIP/2.0 200", count=2))
-    leg_a, leg_b = p.establish()
+    _leg_a, leg_b = p.establish()
     p.b.send_in_dialog(leg_b, "INVITE", p.now, body=HOLD_SDP, content_type="application/sdp")
     p.pump()
     [reinvite] = p.of("a", ReinviteReceived)
@@ -549,7 +549,7 @@ def test_reinvite_2xx_retransmission_reported_once() -> None:
 
 def test_info_in_dialog() -> None:
     p = Pair()
-    leg_a, leg_b = p.establish()
+    leg_a, _leg_b = p.establish()
     p.a.send_in_dialog(
         leg_a,
         "INFO",
