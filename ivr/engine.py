@@ -32,6 +32,8 @@ from sipstack.message import Limits, Request
 from sipstack.timers import TimerSettings
 from sipstack.transaction import Flow
 
+from . import business_hours, deflection, queueing, voicemail
+from .admin.server import AdminServer
 from .admission import Admitted, Challenge, Forbidden, TrunkAdmission
 from .call import Behaviour, Call, CallEvent, CallState, MediaLeg, OriginateFailed, OutboundLeg
 from .config import Listener, Settings
@@ -43,7 +45,9 @@ from .flows.model import TtsItem
 from .flows.profile import CallerProfile, parse_profile
 from .hours import Clock, SystemClock
 from .logs import call_log_context
+from .monitoring import Supervision
 from .outbox import Outbox
+from .queueing import AcdRuntime
 from .runtime import FlowRuntime
 from .store import CallRecord, Store, StoreError
 from .tasks import TaskRegistry
@@ -125,8 +129,6 @@ class Engine:
         self.supervision: Any = None  # ivr.monitoring.Supervision once started
         # The flow tasks of every feature (the flow runtime looks kinds up here).
         self.tasks = TaskRegistry()
-        from . import business_hours, deflection, queueing, voicemail  # lazy: see start()
-
         for feature in (business_hours, deflection, voicemail, queueing):
             self.tasks.register_all(feature.TASKS)
         self.acd_runtime: Any = None  # ivr.queueing.AcdRuntime once started
@@ -165,20 +167,14 @@ class Engine:
         await self._prewarm()
         if self.config_path is not None and self.settings.flows.watch:
             self._watch_task = asyncio.get_running_loop().create_task(self._watch())
-        from .monitoring import Supervision  # lazy: ivr.monitoring imports this module
-
         self.supervision = await Supervision.start(self)
         admin = settings.admin
         if admin.enabled:
             # The admin HTTP API is given the features it serves (it imports no engine).
-            from .admin.server import AdminServer
-
             host, _, port = admin.listen.rpartition(":")
             self.admin_server = await AdminServer.start(
                 self.supervision, host.strip("[]"), int(port)
             )
-        from .queueing import AcdRuntime  # lazy: ivr.queueing imports this module
-
         self.acd_runtime = await AcdRuntime.start(self)
 
     async def _prewarm(self) -> None:

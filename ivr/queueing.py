@@ -62,12 +62,14 @@ from .acd import (
 from .acd.models import AudioSource, QueueConfig
 from .agents_runtime import AgentPhones
 from .call import CallState
+from .deflection import deflect_after_hours, transfer_to_number
 from .events import AgentStateChanged as AgentStateEvent
 from .events import QueueUpdated
 from .flows.actions import StartTask
 from .flows.profile import FLAG_HEADERS, USER_TO_USER
 from .hours import is_open
 from .tasks import TaskHandler, TaskResult
+from .voicemail import leave_voicemail
 
 if TYPE_CHECKING:
     from .call import Call, CallCore, OutboundLeg
@@ -363,10 +365,6 @@ class AcdRuntime:
         if decision.open:
             return queue
         call.log.info("queue closed", queue=queue, rule=decision.rule)
-        try:
-            from .deflection import deflect_after_hours  # the after-hours engine
-        except ImportError:
-            return TaskResult("closed")
         result = await deflect_after_hours(call, queue, task)
         if result is None:
             return TaskResult("closed")
@@ -446,10 +444,6 @@ class AcdRuntime:
         if call.rtp is not None:
             call.rtp.stop_playback()
         if command.kind == "voicemail":
-            try:
-                from .voicemail import leave_voicemail
-            except ImportError:
-                return TaskResult("overflow", {"target": command.target})
             return await leave_voicemail(call, command.name, task=session.task)
         return TaskResult("overflow", {"target": command.target})
 
@@ -980,10 +974,6 @@ class AcdRuntime:
         self._connected_ended(session)
         session.agent_id = None
         session.agent_leg = None
-        try:
-            from .deflection import transfer_to_number
-        except ImportError:
-            return TaskResult("failed")
         return await transfer_to_number(call, target.value, None, "bridge")
 
     def _notify_sipfrag(self, leg: OutboundLeg, frag: bytes) -> None:
